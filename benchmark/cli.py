@@ -1,0 +1,113 @@
+"""The `mmtt` command line: the one place that wires data, scoring, store, baselines and board.
+
+Every user-fixable problem is a `BenchmarkError`: printed as one located line (plus the list of
+problems found) on stderr with exit status 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from benchmark import __version__
+from benchmark.errors import BenchmarkError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _print_json(obj: object) -> None:
+    json.dump(obj, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+# ---------------------------------------------------------------- data
+def cmd_data_demo(args: argparse.Namespace) -> int:
+    from benchmark.data.synth import generate
+
+    summary = generate(Path(args.out), n=args.n, seed=args.seed, size=args.size,
+                       workers=args.workers, progress=not args.quiet)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"wrote mini-MMTT ({args.n} items, seed {args.seed}, {args.size}px) to {args.out}")
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from benchmark.data.split import available_splits, load_split
+
+    names = args.split or available_splits(Path(args.data))
+    if not names:
+        raise BenchmarkError(f"{args.data}: no split files (*-mutilabel*.json) found")
+    report = []
+    for name in names:
+        split = load_split(Path(args.data), name)
+        report.append({"split": name, "file": str(split.json_path), "n": len(split),
+                       "fingerprint": split.fingerprint, "methods": split.counts("method"),
+                       "sources": split.counts("source")})
+    if args.json:
+        _print_json(report)
+    else:
+        for row in report:
+            print(f"{row['split']:>14}  {row['n']:>6} items  {row['fingerprint'][:23]}  "
+                  f"methods {row['methods']}  sources {row['sources']}")
+    return 0
+
+
+# ---------------------------------------------------------------- demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    from benchmark.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmtt", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"mmtt-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="MMTT data: the embedded mini-MMTT, checks")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    p = data_sub.add_parser("demo", help="write the embedded mini-MMTT in the official layout")
+    p.add_argument("--out", required=True, help="output data root")
+    p.add_argument("--n", type=int, default=2000, help="number of items over train/eval/test (default 2000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_data_demo)
+    p = data_sub.add_parser("check", help="validate a data root and print each split's fingerprint")
+    p.add_argument("--data", required=True, help="data root (holds the split JSONs and dataset/)")
+    p.add_argument("--split", action="append", help="split name (repeatable; default: all)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_data_check)
+
+    p = sub.add_parser("demo", help="the main job on the embedded mini-MMTT")
+    p.add_argument("--workdir", default=".mmtt/demo", help="where data and results go (default .mmtt/demo)")
+    p.add_argument("--n", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BenchmarkError as err:
+        print(f"error: {err.report()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

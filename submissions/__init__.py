@@ -1,0 +1,1 @@
+"""The submission format, its validator and safe archive intake."""
