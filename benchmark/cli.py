@@ -57,6 +57,25 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- score
+def cmd_score(args: argparse.Namespace) -> int:
+    from benchmark.data.split import load_split
+    from benchmark.scoring.report import format_report
+    from benchmark.scoring.score import ScoreOptions, score_submission
+
+    split = load_split(Path(args.data), args.split)
+    options = ScoreOptions(protocol=args.protocol, allow_missing=args.allow_missing, meteor=not args.no_meteor,
+                           n_boot=args.n_boot, seed=args.seed,
+                           cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+                           progress=args.progress or sys.stderr.isatty())
+    result = score_submission(Path(args.submission), split, options, masks=args.masks)
+    if args.json:
+        _print_json(result.summary)
+    else:
+        print(format_report(result.summary))
+    return 0
+
+
 # ---------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from benchmark.demo import run_demo
@@ -85,6 +104,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", action="append", help="split name (repeatable; default: all)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_data_check)
+
+    p = sub.add_parser("score", help="validate and score a submission against a split")
+    p.add_argument("submission", help="submission folder, .zip/.tar.gz, or predictions .jsonl")
+    p.add_argument("--data", required=True, help="data root (holds the split JSONs and dataset/)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--protocol", choices=("strict", "official"), default="strict")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="strict: score ids without a prediction as an empty mask and explanation")
+    p.add_argument("--masks", help="mask folder (default: masks/ in the submission, or its only folder)")
+    p.add_argument("--no-meteor", action="store_true", help="skip METEOR (the slowest metric)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for the 95%% CIs")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--cache-dir", help="truth cache (default $MMTT_CACHE_DIR or ~/.cache/mmtt-bench)")
+    p.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_score)
+
+    from benchmark.store.commands import add_parsers as add_store_parsers
+
+    add_store_parsers(sub)  # submit, rescore, leaderboard, compare, splits
 
     p = sub.add_parser("demo", help="the main job on the embedded mini-MMTT")
     p.add_argument("--workdir", default=".mmtt/demo", help="where data and results go (default .mmtt/demo)")

@@ -61,3 +61,90 @@ OFFICIAL_RECORDS = [
 @pytest.fixture
 def official_root(tmp_path: Path) -> Path:
     return make_official_layout(tmp_path / "mmtt", [dict(r) for r in OFFICIAL_RECORDS])
+
+
+WORDS = ("the nose looks smeared and blurry", "the left eye is asymmetric", "lips are waxy",
+         "skin on the cheek is too smooth", "a seam runs along the jaw", "the hair has repeated texture",
+         "eyebrows are raised", "teeth are blurred", "the chin colour does not match", "pupils differ")
+PREFIXES = (("sd", "celeb512/sd_inpaint/samples_celeb"), ("mat", "celeb512/mat_gan/samples_celeb"),
+            ("e4s", "FFHQ512/e4s/samples_ffhq"), ("smiling", "face_attribute_image/smiling"))
+
+
+def random_caption(rng: np.random.Generator) -> str:
+    k = int(rng.integers(1, 4))
+    parts = [WORDS[int(i)] for i in rng.choice(len(WORDS), k, replace=False)]
+    return (", and ".join(parts) + ".").capitalize()
+
+
+def blob(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[:h, :w]
+    cy, cx = rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w
+    ry, rx = rng.uniform(0.08, 0.3) * h, rng.uniform(0.08, 0.3) * w
+    return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+
+
+def make_random_dataset(root: Path, n: int = 24, size: int = 64, seed: int = 0, split: str = "test") -> list[dict]:
+    """A split of `n` records over the four families with blob masks and keyword captions."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(n):
+        prefix, folder = PREFIXES[i % 4]
+        num = f"{i:05d}"
+        ext = ".jpg" if prefix == "smiling" else ".png"
+        img = f"dataset/{folder}/{num}{ext}"
+        mask = f"dataset/{folder.rsplit('/', 1)[0]}/masks/{num}.png" if prefix != "smiling" else f"dataset/{folder}/mask/{num}.png"
+        m = blob(rng, size, size)
+        if i == n - 1:
+            m[:] = False  # one authentic-looking item: empty truth
+        write_png(root / mask, (m * 255).astype(np.uint8))
+        arr = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+        (write_png(root / img, arr) if ext == ".png" else _write_jpg(root / img, arr))
+        cap = random_caption(rng)
+        from benchmark.data.regions import multilabel
+        records.append({"image_id": f"{prefix}_{num}", "instance_id": str(i), "img_path": img,
+                        "mask_path": mask, "caption": cap, "multilabel": multilabel(cap)})
+    (root / f"{split}-mutilabel.json").write_text(json.dumps(records, indent=2))
+    return records
+
+
+def write_submission(sub: Path, records: list[dict], *, masks: dict | None = None, captions: dict | None = None,
+                     pred_size: int = 48, seed: int = 1, extra_lines: list[str] | None = None,
+                     manifest: dict | None = None, official: bool = False) -> Path:
+    """A submission for `records`: random blob masks of `pred_size` unless given; random captions."""
+    rng = np.random.default_rng(seed)
+    sub.mkdir(parents=True, exist_ok=True)
+    lines = []
+    mask_root = sub / ("test_masks" if official else "masks")
+    for rec in records:
+        iid = rec["image_id"]
+        if masks is not False:
+            arr = masks.get(iid) if masks else None
+            if arr is None:
+                arr = (blob(rng, pred_size, pred_size) * 255).astype(np.uint8)
+                if rng.random() < 0.5:  # some grey levels, to exercise AUC
+                    arr = np.clip(arr.astype(int) - rng.integers(0, 100, arr.shape), 0, 255).astype(np.uint8)
+            if arr is not None and not isinstance(arr, str):
+                write_png(mask_root / str(Path(rec["img_path"]).with_suffix(".png")), arr)
+        line = {"image_id": iid}
+        if official:
+            line["img_path"] = rec["img_path"]
+        if captions is not False:
+            line["caption"] = (captions or {}).get(iid, random_caption(rng))
+        lines.append(json.dumps(line))
+    lines += extra_lines or []
+    name = "test_captions.jsonl" if official else "predictions.jsonl"
+    (sub / name).write_text("\n".join(lines) + "\n")
+    if manifest:
+        (sub / "manifest.json").write_text(json.dumps(manifest))
+    return sub
+
+
+@pytest.fixture
+def random_root(tmp_path: Path) -> tuple[Path, list[dict]]:
+    root = tmp_path / "data"
+    return root, make_random_dataset(root)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("MMTT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "mmtt-cache"))

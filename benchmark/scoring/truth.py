@@ -1,0 +1,177 @@
+"""Truth-side work done once per dataset fingerprint and kept on disk, so that scoring the N-th
+submission pays only for its own files.
+
+What is kept, per split fingerprint:
+- every truth mask, decoded and bit-packed (zlib), with its size and forged-pixel count;
+- for each prediction size seen, the *block counts*: how many truth pixels, and how many forged
+  truth pixels, a prediction pixel covers once the prediction is resized to the truth size with
+  PIL's NEAREST filter (the official rule). A mask is then scored at its own resolution (224 px
+  instead of 512 px) with results identical to resizing it;
+- the tokenized references and their n-gram statistics (`TextReference`).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from benchmark.data.imageio import load_mask
+from benchmark.data.split import Split
+
+CACHE_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """`$MMTT_CACHE_DIR`, else `~/.cache/mmtt-bench`."""
+    env = os.environ.get("MMTT_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "mmtt-bench"
+
+
+@lru_cache(maxsize=64)
+def nearest_index(src: int, dst: int) -> np.ndarray:
+    """For each of `dst` output positions, the source position PIL's NEAREST resize reads.
+
+    Taken from PIL itself (resizing an index ramp), so it matches `Image.resize(..., NEAREST)`
+    exactly, whatever rounding PIL uses.
+    """
+    ramp = Image.fromarray(np.arange(src, dtype=np.int32)[None, :], mode="I")
+    out = np.asarray(ramp.resize((dst, 1), Image.NEAREST), dtype=np.int64)[0]
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=16)
+def _block_index(pred_hw: tuple[int, int], truth_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(flat prediction index of every truth pixel, truth pixels per prediction pixel)."""
+    (h, w), (H, W) = pred_hw, truth_hw
+    flat = (nearest_index(h, H)[:, None] * w + nearest_index(w, W)[None, :]).ravel()
+    area = np.bincount(flat, minlength=h * w).astype(np.int64)
+    flat.setflags(write=False)
+    area.setflags(write=False)
+    return flat, area
+
+
+def block_counts(truth: np.ndarray, pred_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(forged truth pixels, all truth pixels) covered by each prediction pixel, as (h*w,) arrays."""
+    flat, area = _block_index(pred_hw, truth.shape)
+    forged = np.bincount(flat, weights=truth.ravel(), minlength=pred_hw[0] * pred_hw[1]).astype(np.int64)
+    return forged, area
+
+
+def resize_nearest(grey: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """`Image.resize(hw[::-1], NEAREST)` on an (h, w) array, by index maps (same result)."""
+    return grey[nearest_index(grey.shape[0], hw[0])[:, None], nearest_index(grey.shape[1], hw[1])[None, :]]
+
+
+class TruthCache:
+    """The decoded truth of one split, loaded from (or built into) the cache folder."""
+
+    def __init__(self, split: Split, cache_dir: Path | None = None, *, workers: int | None = None) -> None:
+        self.split = split
+        self.ids = split.ids
+        self.index = {image_id: i for i, image_id in enumerate(self.ids)}
+        self.workers = workers or min(8, os.cpu_count() or 1)
+        key = split.fingerprint.split(":")[-1][:32]
+        self.dir = (cache_dir or default_cache_dir()) / f"truth-{key}-v{CACHE_VERSION}"
+        self._blocks: dict[tuple[int, int], list[bytes]] = {}
+        self._load_or_build_masks()
+
+    # ----------------------------------------------------------------- masks
+    def _load_or_build_masks(self) -> None:
+        path = self.dir / "masks.pkl"
+        if path.is_file():
+            with open(path, "rb") as fh:
+                data = pickle.load(fh)
+            if data["ids"] == self.ids:
+                self.shapes, self.positives, self._packed = data["shapes"], data["positives"], data["packed"]
+                return
+
+        def pack(image_id: str) -> tuple[tuple[int, int], int, bytes]:
+            mask = load_mask(self.split.mask_files[image_id], image_id)
+            return mask.shape, int(np.count_nonzero(mask)), zlib.compress(np.packbits(mask).tobytes(), 1)
+
+        with ThreadPoolExecutor(self.workers) as pool:
+            rows = list(pool.map(pack, self.ids))
+        self.shapes = np.array([r[0] for r in rows], dtype=np.int64).reshape(-1, 2)
+        self.positives = np.array([r[1] for r in rows], dtype=np.int64)
+        self._packed = [r[2] for r in rows]
+        self._write("masks.pkl", {"ids": self.ids, "shapes": self.shapes, "positives": self.positives,
+                                  "packed": self._packed})
+
+    def mask(self, image_id: str) -> np.ndarray:
+        """The truth mask of `image_id` as a bool (H, W) array."""
+        i = self.index[image_id]
+        h, w = self.shapes[i]
+        bits = np.frombuffer(zlib.decompress(self._packed[i]), dtype=np.uint8)
+        return np.unpackbits(bits, count=int(h * w)).reshape(h, w).view(bool)
+
+    # ----------------------------------------------------------------- blocks
+    def blocks(self, image_id: str, pred_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """`block_counts` of the truth of `image_id` for a prediction of size `pred_hw` (cached)."""
+        pred_hw = (int(pred_hw[0]), int(pred_hw[1]))
+        table = self._blocks.get(pred_hw)
+        if table is None:
+            table = self._load_or_build_blocks(pred_hw)
+        i = self.index[image_id]
+        dtype, packed = table[i]
+        forged = np.frombuffer(zlib.decompress(packed), dtype=dtype).astype(np.int64)
+        _, area = _block_index(pred_hw, tuple(int(x) for x in self.shapes[i]))
+        return forged, area
+
+    def _load_or_build_blocks(self, pred_hw: tuple[int, int]) -> list[tuple[str, bytes]]:
+        name = f"blocks-{pred_hw[0]}x{pred_hw[1]}.pkl"
+        path = self.dir / name
+        table = None
+        if path.is_file():
+            with open(path, "rb") as fh:
+                data = pickle.load(fh)
+            if data["ids"] == self.ids:
+                table = data["blocks"]
+        if table is None:
+            def build(image_id: str) -> tuple[str, bytes]:
+                forged, area = block_counts(self.mask(image_id), pred_hw)
+                dtype = "<u2" if area.max() <= np.iinfo(np.uint16).max else "<u4"
+                return dtype, zlib.compress(forged.astype(dtype).tobytes(), 1)
+
+            with ThreadPoolExecutor(self.workers) as pool:
+                table = list(pool.map(build, self.ids))
+            self._write(name, {"ids": self.ids, "blocks": table})
+        self._blocks[pred_hw] = table
+        return table
+
+    # ----------------------------------------------------------------- text
+    def text_reference(self):
+        """The references of every record, tokenized with their n-gram statistics (cached)."""
+        from benchmark.metrics.text import TextReference
+
+        path = self.dir / "text.pkl"
+        if path.is_file():
+            with open(path, "rb") as fh:
+                data = pickle.load(fh)
+            if data["ids"] == self.ids:
+                return data["reference"]
+        reference = TextReference.build({r.image_id: [r.caption] for r in self.split.records})
+        self._write("text.pkl", {"ids": self.ids, "reference": reference})
+        return reference
+
+    # ----------------------------------------------------------------- io
+    def _write(self, name: str, obj: object) -> None:
+        """Write atomically; a cache that cannot be written only costs speed, never correctness."""
+        tmp = None
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{name}.")
+            with os.fdopen(fd, "wb") as fh:
+                pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, self.dir / name)
+        except OSError:
+            if tmp:
+                Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""The results store: SQLAlchemy models, migrations and the queries the board and CLI use."""

@@ -1,0 +1,119 @@
+"""Challenge rules: daily submission limit, upload size cap, which entry of a team is shown.
+
+Each rule is read, in order, from the command-line flag, the environment (`MMTT_DAILY_LIMIT`,
+`MMTT_MAX_UPLOAD_MB`, `MMTT_TEAM_ENTRY`), the board's `settings` table (`mmtt db set KEY VALUE`,
+so the CLI and the web board agree), else the default below.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from benchmark.store.db import StoreError
+from benchmark.store.models import Setting, Submission, utcnow
+
+TEAM_ENTRY_CHOICES = ("best", "latest", "all")
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError("must be positive")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 (no limit) or more")
+    return value
+
+
+def _team_entry(text: str) -> str:
+    if text not in TEAM_ENTRY_CHOICES:
+        raise ValueError(f"must be one of {', '.join(TEAM_ENTRY_CHOICES)}")
+    return text
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: str
+    env: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+
+
+RULES: dict[str, Rule] = {r.key: r for r in (
+    Rule("daily_limit", "MMTT_DAILY_LIMIT", 5, _count,
+         "submissions per team per split per UTC day (0: no limit; baselines exempt)"),
+    Rule("max_upload_mb", "MMTT_MAX_UPLOAD_MB", 2048.0, _positive_float,
+         "largest accepted upload, in MiB (an archive's size, or a folder's total)"),
+    Rule("team_entry", "MMTT_TEAM_ENTRY", "best", _team_entry,
+         "which entry of a team the board shows: best, latest, or all"),
+)}
+
+
+def parse_rule(key: str, text: str) -> Any:
+    rule = RULES.get(key)
+    if rule is None:
+        raise StoreError(f"unknown setting '{key}' (known: {', '.join(RULES)})")
+    try:
+        return rule.parse(str(text))
+    except ValueError as exc:
+        raise StoreError(f"setting {key}={text!r}: {exc}") from None
+
+
+def rule_value(session: Session | None, key: str, override: Any = None) -> Any:
+    """The value of rule `key`: flag, else environment, else board setting, else default."""
+    if override is not None:
+        return parse_rule(key, str(override))
+    rule = RULES[key]
+    env = os.environ.get(rule.env)
+    if env not in (None, ""):
+        return parse_rule(key, env)
+    if session is not None:
+        stored = session.get(Setting, key)
+        if stored is not None:
+            return parse_rule(key, stored.value)
+    return rule.default
+
+
+def set_rule(session: Session, key: str, text: str) -> Any:
+    value = parse_rule(key, text)
+    row = session.get(Setting, key)
+    if row is None:
+        session.add(Setting(key=key, value=str(value)))
+    else:
+        row.value = str(value)
+    return value
+
+
+def day_start(now: datetime | None = None) -> datetime:
+    now = (now or utcnow()).astimezone(timezone.utc)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def submissions_today(session: Session, team: str, split: str, now: datetime | None = None) -> int:
+    """Non-failed, non-baseline submissions of `team` to `split` since 00:00 UTC (withdrawn ones count)."""
+    return int(session.scalar(
+        select(func.count(Submission.id)).where(
+            Submission.team_name == team, Submission.split_name == split,
+            Submission.status != "failed", Submission.baseline.is_(False),
+            Submission.created_at >= day_start(now))) or 0)
+
+
+def check_daily_limit(session: Session, team: str, split: str, limit: int, now: datetime | None = None) -> None:
+    if limit <= 0:
+        return
+    used = submissions_today(session, team, split, now)
+    if used >= limit:
+        reset = day_start(now) + timedelta(days=1)
+        raise StoreError(f"team '{team}' has used its {limit} submission(s) to split '{split}' for today "
+                         f"(next at {reset:%Y-%m-%d %H:%M} UTC)")

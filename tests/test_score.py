@@ -1,0 +1,160 @@
+"""The scorer end to end: exact metric values, both protocols, breakdowns, CIs, the CLI contract."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.metrics import f1_score, jaccard_score
+
+from benchmark.data.split import load_split
+from benchmark.scoring.reference import as_metrics, reference_official
+from benchmark.scoring.score import ScoreOptions, score_submission
+from tests.conftest import blob, write_png, write_submission
+
+FAST = ScoreOptions(meteor=False, n_boot=200)
+
+
+def test_mask_metrics_equal_sklearn_per_image(random_root, tmp_path):
+    root, recs = random_root
+    split = load_split(root, "test")
+    out = score_submission(write_submission(tmp_path / "sub", recs, pred_size=48), split, FAST)
+    for i, rec in enumerate(recs):
+        truth = np.asarray(Image.open(root / rec["mask_path"]).convert("L")) > 127
+        pred_file = tmp_path / "sub/masks" / Path(rec["img_path"]).with_suffix(".png")
+        pred = np.asarray(Image.open(pred_file).convert("L").resize(truth.shape[::-1], Image.NEAREST)) > 127
+        assert out.per_sample["image_id"][i] == rec["image_id"]
+        if truth.any() or pred.any():
+            assert out.per_sample["iou"][i] == pytest.approx(jaccard_score(truth.ravel(), pred.ravel()), abs=1e-12)
+            assert out.per_sample["f1"][i] == pytest.approx(f1_score(truth.ravel(), pred.ravel()), abs=1e-12)
+        else:
+            assert out.per_sample["iou"][i] == 1.0
+    m = out.summary["metrics"]
+    assert m["iou"] == pytest.approx(np.mean(out.per_sample["iou"]), abs=1e-12)
+    assert 0 <= m["auc"] <= 1 and 0 <= m["iou_micro"] <= 1
+
+
+def test_text_metrics_equal_pycocoevalcap(random_root, tmp_path):
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.rouge.rouge import Rouge
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    root, recs = random_root
+    split = load_split(root, "test")
+    sub = write_submission(tmp_path / "sub", recs)
+    out = score_submission(sub, split, ScoreOptions(meteor=True, n_boot=100))
+    preds = [json.loads(line) for line in (sub / "predictions.jsonl").read_text().splitlines()]
+    tok = PTBTokenizer()
+    gts = tok.tokenize({r["image_id"]: [{"caption": r["caption"]}] for r in recs})
+    res = tok.tokenize({p["image_id"]: [{"caption": p["caption"]}] for p in preds})
+    m = out.summary["metrics"]
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    for j in range(4):
+        assert m[f"bleu_{j + 1}"] == pytest.approx(bleu[j], abs=1e-9)
+    assert m["rouge_l"] == pytest.approx(Rouge().compute_score(gts, res)[0], abs=1e-9)
+    assert m["cider"] == pytest.approx(Cider().compute_score(gts, res)[0], abs=1e-9)
+    assert m["meteor"] == pytest.approx(Meteor().compute_score(gts, res)[0], abs=1e-9)
+
+
+def test_official_protocol_equals_the_plain_reference(random_root, tmp_path):
+    root, recs = random_root
+    split = load_split(root, "test")
+    # the official harness's own output: captions JSONL with img_path + a mask folder, partial,
+    # with unknown ids, a missing mask, an unreadable one and an RGB one of another size
+    sub = write_submission(tmp_path / "sub", recs[:-4], official=True, pred_size=40, extra_lines=[
+        json.dumps({"image_id": "sd_77777", "img_path": "dataset/x.png", "caption": "unknown id"})])
+    masks = sub / "test_masks"
+    (masks / Path(recs[0]["img_path"]).with_suffix(".png")).unlink()
+    (masks / Path(recs[1]["img_path"]).with_suffix(".png")).write_bytes(b"broken")
+    Image.fromarray(np.full((30, 50, 3), 200, np.uint8)).save(masks / Path(recs[2]["img_path"]).with_suffix(".png"))
+    ours = score_submission(sub, split, ScoreOptions(protocol="official", meteor=False, n_boot=50)).summary
+    ref = reference_official(split.json_path, sub / "test_captions.jsonl", root, masks)
+    for k, v in as_metrics(ref).items():
+        assert ours["metrics"][k] == pytest.approx(v, abs=1e-6), k
+    assert ours["n_scored"] == ref["metadata"]["evaluated_samples"] == len(recs) - 4
+    assert ours["n_mask_scored"] == ref["metadata"]["matched_masks"] == len(recs) - 4 - 2
+    assert ours["n_missing"] == 4
+    # the same submission is rejected by the strict protocol, with every reason
+    from submissions.reader import SubmissionError
+    with pytest.raises(SubmissionError) as info:
+        score_submission(sub, split, FAST)
+    report = info.value.report()
+    assert "unknown image_id 'sd_77777'" in report and "have no prediction" in report
+    assert "mask file not found" in report and "not a readable image" in report and "mode RGB" in report
+
+
+def test_official_subset_changes_cider_idf(random_root, tmp_path):
+    """Scoring a subset under `official` uses that subset's IDF (as the official script does),
+    so its CIDEr differs from the same images' mean under `strict` --allow-missing."""
+    root, recs = random_root
+    split = load_split(root, "test")
+    sub = write_submission(tmp_path / "sub", recs[: len(recs) // 2], masks=False)
+    official = score_submission(sub, split, ScoreOptions(protocol="official", meteor=False, n_boot=20))
+    strict = score_submission(sub, split, ScoreOptions(allow_missing=True, meteor=False, n_boot=20))
+    k = len(recs) // 2
+    strict_subset_mean = float(np.mean(strict.per_sample["cider"][:k]))
+    assert official.summary["metrics"]["cider"] != pytest.approx(strict_subset_mean, abs=1e-6)
+
+
+def test_breakdowns_cis_and_stamps(random_root, tmp_path):
+    root, recs = random_root
+    split = load_split(root, "test")
+    out = score_submission(write_submission(tmp_path / "sub", recs), split, FAST).summary
+    methods = out["breakdown"]["method"]
+    assert set(methods) == {"diffusion-inpainting", "transformer-inpainting", "gan-faceswap", "attribute-editing"}
+    assert sum(g["n"] for g in methods.values()) == len(recs)
+    # per-image-mean metrics: the n-weighted mean of the groups is the overall value
+    for key in ("iou", "cider", "clue_f1"):
+        weighted = sum(g["n"] * g["metrics"][key] for g in methods.values()) / len(recs)
+        assert weighted == pytest.approx(out["metrics"][key], abs=1e-12)
+    for key in ("iou", "f1", "bleu_4", "rouge_l", "cider", "clue_f1"):
+        low, high = out["ci95"][key]
+        assert low <= out["metrics"][key] <= high, key
+    assert out["metric_version"] and out["dataset_fingerprint"] == split.fingerprint
+    assert out["submission_hash"].startswith("sha256:") and "empty" in out["mask_policy"]
+    again = score_submission(write_submission(tmp_path / "sub", recs), split, FAST).summary
+    assert again["ci95"] == out["ci95"]  # seeded
+
+
+def test_truth_cache_is_reused_and_gives_identical_numbers(random_root, tmp_path):
+    root, recs = random_root
+    split = load_split(root, "test")
+    sub = write_submission(tmp_path / "sub", recs)
+    cache = tmp_path / "cache"
+    first = score_submission(sub, split, ScoreOptions(meteor=False, n_boot=50, cache_dir=cache)).summary
+    files = sorted(p.name for p in next(cache.iterdir()).iterdir())
+    assert files == ["blocks-48x48.pkl", "masks.pkl", "text.pkl"]
+    second = score_submission(sub, load_split(root, "test"), ScoreOptions(meteor=False, n_boot=50, cache_dir=cache)).summary
+    assert first["metrics"] == second["metrics"]
+
+
+def _mmtt(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "benchmark", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_score_json_contract_and_located_errors(random_root, tmp_path):
+    root, recs = random_root
+    sub = write_submission(tmp_path / "sub", recs)
+    done = _mmtt("score", str(sub), "--data", str(root), "--split", "test", "--json", "--no-meteor", "--n-boot", "50")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    for key in ("protocol", "split", "n_truth", "n_scored", "n_missing", "metrics"):
+        assert key in out
+    for key in ("iou", "precision", "recall", "f1", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider"):
+        assert isinstance(out["metrics"][key], float)
+    assert (out["protocol"], out["split"], out["n_truth"], out["n_missing"]) == ("strict", "test", len(recs), 0)
+    text = _mmtt("score", str(sub), "--data", str(root), "--no-meteor", "--n-boot", "50")
+    assert text.returncode == 0 and "95% CI" in text.stdout and "by method" in text.stdout
+
+    (sub / "predictions.jsonl").write_text('{"image_id": \n')
+    bad = _mmtt("score", str(sub), "--data", str(root), "--json")
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+    assert "predictions.jsonl:1: invalid JSON" in bad.stderr.splitlines()[0]
+    missing = _mmtt("score", str(tmp_path / "nope"), "--data", str(root))
+    assert missing.returncode == 2 and "submission not found" in missing.stderr
