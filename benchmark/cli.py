@@ -121,9 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_score)
 
+    from benchmark.cli_models import add_parsers as add_model_parsers
+    from benchmark.cli_convert import add_parsers as add_convert_parsers
     from benchmark.store.commands import add_parsers as add_store_parsers
 
-    add_store_parsers(sub)  # submit, rescore, leaderboard, compare, splits
+    add_model_parsers(sub, data_sub)  # models, run, train; data robust
+    add_convert_parsers(sub)          # convert (official checkpoints)
+    add_store_parsers(sub)            # submit, rescore, leaderboard, compare, splits
 
     p = sub.add_parser("demo", help="the main job on the embedded mini-MMTT")
     p.add_argument("--workdir", default=".mmtt/demo", help="where data and results go (default .mmtt/demo)")

@@ -102,9 +102,16 @@ def run_mask_pass(
         b = g > PRED_THRESHOLD
         tp = int(forged[b].sum())
         n_pred = int(area[b].sum())
-        pos = np.bincount(g, weights=forged, minlength=256)
-        neg = np.bincount(g, weights=area, minlength=256) - pos
-        return i, ("ok", tp, n_pred, positives, H * W, pos.astype(np.int64), neg.astype(np.int64),
+        levels = np.bincount(g, minlength=256)
+        if levels[1:255].any():
+            pos = np.bincount(g, weights=forged, minlength=256).astype(np.int64)
+            neg = np.bincount(g, weights=area, minlength=256).astype(np.int64) - pos
+        else:  # a 0/255 mask (the usual thresholded PNG): the counts give both histograms
+            pos = np.zeros(256, np.int64)
+            neg = np.zeros(256, np.int64)
+            pos[255], pos[0] = tp, positives - tp
+            neg[255], neg[0] = n_pred - tp, H * W - positives - (n_pred - tp)
+        return i, ("ok", tp, n_pred, positives, H * W, pos, neg,
                    hashlib.sha256(data).digest(), f"{hw[0]}x{hw[1]}")
 
     with ThreadPoolExecutor(max(1, workers)) as pool:

@@ -1,0 +1,254 @@
+"""Forgery-localization metrics: IoU, precision, recall, F1 and pixel ROC AUC of predicted masks.
+
+Per image the work is a few counts on boolean arrays (`confusion`) and one 512-bin histogram
+(`grey_histograms`), so ~21,679 images of 512x512 pixels stay cheap; everything after that is
+vectorized over a per-image table of counts of shape (N, 4) = (tp, fp, fn, tn).
+
+Empty masks make the ratios undefined (authentic regions, a model that predicts nothing), and
+different tools fill the holes differently, so every score is computed under a named policy
+whose text (`POLICY_TEXT[name]`, `EMPTY_TRUTH_POLICY` for the default) is shown with the score:
+
+- ``"official"`` (default) — the rules of the official ``evaluate_metrics.py``: IoU is 1 when
+  the union is empty; precision is 1 when prediction and truth are both empty and 0 when only the
+  prediction is; recall likewise. F1 (not reported officially) is the harmonic mean of that P and
+  R, which always equals Dice, 2tp / (2tp + fp + fn), with 1 when both masks are empty.
+- ``"sklearn"`` — scikit-learn's ``zero_division=1.0``: any undefined ratio is 1. IoU and F1
+  coincide with ``"official"`` on every image; only precision (empty prediction, non-empty
+  truth: 1 instead of 0) and recall (empty truth, non-empty prediction: 1 instead of 0) differ.
+
+The pixel AUC uses the prediction's grey level as the score. A histogram of grey levels among
+truth-positive and truth-negative pixels is kept per image; summing them gives the exact AUC
+pooled over every pixel of every image (ties count 1/2), with no pixels kept in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PRED_THRESHOLD = 127
+"""A predicted pixel is forged when its grey level is above this (official: ``> 127``)."""
+
+POLICIES: tuple[str, ...] = ("official", "sklearn")
+
+POLICY_TEXT: dict[str, str] = {
+    "official": (
+        "Mask scores are per-image means (micro scores: the same rules on counts summed over all "
+        "images). IoU = |P∩T|/|P∪T|, precision = |P∩T|/|P|, recall = |P∩T|/|T|, "
+        "F1 = 2|P∩T|/(|P|+|T|). An image with empty truth and empty prediction scores 1 on every "
+        "metric; an image where exactly one of truth and prediction is empty scores 0 on every "
+        "metric (the official evaluate_metrics.py rule; F1 is added). Pixel AUC pools all pixels "
+        "of all images (prediction grey level as score, ties count 1/2); the per-image AUC mean "
+        "skips images whose truth is all-0 or all-1, where AUC is undefined."
+    ),
+    "sklearn": (
+        "Mask scores are per-image means (micro scores: the same rules on counts summed over all "
+        "images), with scikit-learn's zero_division=1.0: every undefined ratio is 1. An image "
+        "with empty truth and empty prediction scores 1 on every metric; with empty prediction "
+        "and non-empty truth: precision 1, recall/IoU/F1 0; with empty truth and non-empty "
+        "prediction: recall 1, precision/IoU/F1 0. Pixel AUC pools all pixels of all images "
+        "(ties count 1/2); the per-image AUC mean skips images whose truth is all-0 or all-1."
+    ),
+}
+
+EMPTY_TRUTH_POLICY: str = POLICY_TEXT["official"]
+"""The text of the default policy; print it next to every mask score."""
+
+TP, FP, FN, TN = range(4)
+
+
+def confusion(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int, int]:
+    """(tp, fp, fn, tn) pixel counts of one boolean prediction against one boolean truth."""
+    if pred.shape != truth.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from truth shape {truth.shape}")
+    pred = np.asarray(pred, dtype=bool)
+    truth = np.asarray(truth, dtype=bool)
+    n_pred = int(np.count_nonzero(pred))
+    n_truth = int(np.count_nonzero(truth))
+    tp = int(np.count_nonzero(pred & truth))
+    fp = n_pred - tp
+    fn = n_truth - tp
+    return tp, fp, fn, int(pred.size) - tp - fp - fn
+
+
+def grey_histograms(pred_grey: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(pos_hist, neg_hist): int64 counts of each grey level 0..255 among truth-positive and
+    truth-negative pixels. Summed over images they give the exact pooled pixel AUC."""
+    if pred_grey.shape != truth.shape:
+        raise ValueError(f"prediction shape {pred_grey.shape} differs from truth shape {truth.shape}")
+    grey = np.asarray(pred_grey)
+    if grey.dtype != np.uint8:
+        raise ValueError(f"a grey prediction must be uint8, got {grey.dtype}")
+    truth = np.asarray(truth, dtype=bool)
+    pos = np.zeros(256, np.int64)
+    neg = np.zeros(256, np.int64)
+    n_high = int(np.count_nonzero(grey == 255))
+    if n_high + int(np.count_nonzero(grey == 0)) == grey.size:
+        # A 0/255 mask (the usual thresholded PNG): four counts give both histograms.
+        n_truth = int(np.count_nonzero(truth))
+        pos[255] = int(np.count_nonzero(truth & (grey == 255)))
+        pos[0] = n_truth - pos[255]
+        neg[255] = n_high - pos[255]
+        neg[0] = grey.size - n_truth - neg[255]
+        return pos, neg
+    # One pass otherwise: key = grey + 256 * truth; bins 0..255 negatives, 256..511 positives.
+    key = grey.ravel().astype(np.uint16) | (truth.ravel().view(np.uint8).astype(np.uint16) << 8)
+    both = np.bincount(key, minlength=512).astype(np.int64)
+    return both[256:], both[:256]
+
+
+def auc_from_histograms(pos_hist: np.ndarray, neg_hist: np.ndarray) -> float | np.ndarray:
+    """ROC AUC from per-level positive/negative counts (higher level = more forged; ties 1/2).
+
+    1-D input gives a float computed with exact integer arithmetic (so pooled counts in the
+    billions stay exact); (N, 256) input gives N per-image values in float64 (exact there too,
+    as per-image products stay far below 2**53). Undefined (NaN) when either class is absent.
+    """
+    pos = np.asarray(pos_hist)
+    neg = np.asarray(neg_hist)
+    if pos.shape != neg.shape:
+        raise ValueError(f"histogram shapes differ: {pos.shape} vs {neg.shape}")
+    if pos.ndim == 1:
+        p = [int(v) for v in pos]
+        n = [int(v) for v in neg]
+        n_pos, n_neg = sum(p), sum(n)
+        if n_pos == 0 or n_neg == 0:
+            return float("nan")
+        twice, below = 0, 0  # twice the Mann-Whitney count, to keep ties integral
+        for pk, nk in zip(p, n):
+            twice += pk * (2 * below + nk)
+            below += nk
+        return twice / (2 * n_pos * n_neg)
+    pos = pos.astype(np.float64)
+    neg = neg.astype(np.float64)
+    below = np.cumsum(neg, axis=-1) - neg
+    u = np.sum(pos * (below + 0.5 * neg), axis=-1)
+    denom = pos.sum(axis=-1) * neg.sum(axis=-1)
+    return np.divide(u, denom, out=np.full(u.shape, np.nan), where=denom > 0)
+
+
+def image_auc(pred_grey: np.ndarray, truth: np.ndarray) -> float:
+    """Pixel ROC AUC of one image; NaN when its truth is all-0 or all-1 (AUC undefined)."""
+    pos, neg = grey_histograms(pred_grey, truth)
+    return float(auc_from_histograms(pos[None], neg[None])[0])
+
+
+def _check_policy(policy: str) -> None:
+    if policy not in POLICIES:
+        raise ValueError(f"unknown empty-truth policy {policy!r}; choose one of {POLICIES}")
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, fill: np.ndarray | float) -> np.ndarray:
+    fill = np.broadcast_to(np.asarray(fill, dtype=np.float64), num.shape)
+    return np.divide(num, den, out=fill.copy(), where=den > 0)
+
+
+def per_image_scores(counts: np.ndarray, policy: str = "official") -> dict[str, np.ndarray]:
+    """Per-row IoU, precision, recall and F1 of a (N, 4) (tp, fp, fn, tn) table (or one row)."""
+    _check_policy(policy)
+    c = np.asarray(counts, dtype=np.float64)
+    if c.shape[-1] != 4:
+        raise ValueError(f"counts have 4 columns (tp, fp, fn, tn), got shape {c.shape}")
+    tp, fp, fn = c[..., TP], c[..., FP], c[..., FN]
+    n_pred, n_truth = tp + fp, tp + fn
+    if policy == "official":
+        p_fill = (n_truth == 0).astype(np.float64)
+        r_fill = (n_pred == 0).astype(np.float64)
+    else:
+        p_fill = r_fill = 1.0
+    return {
+        "iou": _ratio(tp, tp + fp + fn, 1.0),
+        "precision": _ratio(tp, n_pred, p_fill),
+        "recall": _ratio(tp, n_truth, r_fill),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn, 1.0),
+    }
+
+
+def micro_scores(counts: np.ndarray, policy: str = "official") -> dict[str, float]:
+    """Dataset-level IoU, precision, recall, F1 from counts summed over all images."""
+    total = np.asarray(counts, dtype=np.float64).reshape(-1, 4).sum(axis=0)
+    return {f"{k}_micro": float(v) for k, v in per_image_scores(total, policy).items()}
+
+
+def summarize(counts: np.ndarray, *, pos_hist: np.ndarray | None = None,
+              neg_hist: np.ndarray | None = None, image_aucs: np.ndarray | None = None,
+              policy: str = "official") -> dict[str, float]:
+    """Every mask score of a submission: per-image means, micro scores, pooled and mean AUC.
+
+    `pos_hist`/`neg_hist` are the grey histograms summed over images (pooled AUC; NaN when
+    absent); `image_aucs` the per-image AUCs, NaN where undefined (skipped by the mean).
+    """
+    counts = np.asarray(counts).reshape(-1, 4)
+    out: dict[str, float] = {}
+    for name, values in per_image_scores(counts, policy).items():
+        out[name] = float(values.mean()) if len(values) else float("nan")
+    out.update(micro_scores(counts, policy) if len(counts) else
+               {f"{k}_micro": float("nan") for k in ("iou", "precision", "recall", "f1")})
+    out["auc"] = (float(auc_from_histograms(pos_hist, neg_hist))
+                  if pos_hist is not None and neg_hist is not None else float("nan"))
+    aucs = np.asarray(image_aucs if image_aucs is not None else [], dtype=np.float64)
+    defined = aucs[~np.isnan(aucs)]
+    out["auc_image_mean"] = float(defined.mean()) if len(defined) else float("nan")
+    return out
+
+
+@dataclass
+class MaskTable:
+    """Accumulates what every mask score needs, image by image, in a few bytes per image.
+
+    `add` takes the prediction as uint8 grey levels (binarized ``> PRED_THRESHOLD``, the grey
+    levels feed the AUC) or as booleans (read as 0/255), already resized to the truth's size.
+    Tables built by parallel workers combine with `merge` (rows keep the order of the calls).
+    """
+
+    ids: list[str] = field(default_factory=list, repr=False)
+    _counts: list[tuple[int, int, int, int]] = field(default_factory=list, repr=False)
+    _aucs: list[float] = field(default_factory=list, repr=False)
+    pos_hist: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int64), repr=False)
+    neg_hist: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int64), repr=False)
+
+    def add(self, pred: np.ndarray, truth: np.ndarray, image_id: str | None = None) -> None:
+        """Score one image and keep its counts, its AUC and its share of the pooled histograms."""
+        pred = np.asarray(pred)
+        grey = pred.astype(np.uint8) * np.uint8(255) if pred.dtype == bool else pred
+        truth = np.asarray(truth, dtype=bool)
+        self._counts.append(confusion(grey > PRED_THRESHOLD, truth))
+        pos, neg = grey_histograms(grey, truth)
+        self._aucs.append(float(auc_from_histograms(pos[None], neg[None])[0]))
+        self.pos_hist += pos
+        self.neg_hist += neg
+        self.ids.append(str(image_id) if image_id is not None else str(len(self.ids)))
+
+    def merge(self, other: "MaskTable") -> "MaskTable":
+        """Append another table's images (e.g. from a worker process); returns self."""
+        self.ids.extend(other.ids)
+        self._counts.extend(other._counts)
+        self._aucs.extend(other._aucs)
+        self.pos_hist += other.pos_hist
+        self.neg_hist += other.neg_hist
+        return self
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """(N, 4) int64 table of (tp, fp, fn, tn), one row per added image."""
+        return np.asarray(self._counts, dtype=np.int64).reshape(-1, 4)
+
+    @property
+    def image_aucs(self) -> np.ndarray:
+        """(N,) per-image pixel AUC, NaN where the truth is all-0 or all-1."""
+        return np.asarray(self._aucs, dtype=np.float64)
+
+    def per_image(self, policy: str = "official") -> dict[str, np.ndarray]:
+        """Per-image iou/precision/recall/f1 arrays plus `auc` (for bootstrapping, detail views)."""
+        scores = per_image_scores(self.counts, policy)
+        scores["auc"] = self.image_aucs
+        return scores
+
+    def summary(self, policy: str = "official") -> dict[str, float]:
+        """All mask scores (see `summarize`)."""
+        return summarize(self.counts, pos_hist=self.pos_hist, neg_hist=self.neg_hist,
+                         image_aucs=self.image_aucs, policy=policy)
