@@ -78,7 +78,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
-    from benchmark.demo import run_demo
+    from benchmark.cli_demo import run_demo
 
     return run_demo(args)
 
@@ -131,8 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job on the embedded mini-MMTT")
     p.add_argument("--workdir", default=".mmtt/demo", help="where data and results go (default .mmtt/demo)")
-    p.add_argument("--n", type=int, default=2000)
+    p.add_argument("--n", type=int, default=2000, help="mini-MMTT items over train/eval/test")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=256, help="image side in pixels")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -168,7 +168,7 @@ def _score(sub: Submission, split: Split, protocol: Protocol, options: ScoreOpti
     fatal = [p for p in problems if protocol.fatal(p.code)]
     # the mask pass (which reads every file) runs even when other problems are already known,
     # so that a researcher sees every problem at once — unless the ids themselves are unusable
-    truth = TruthCache(split, options.cache_dir) if ids else None
+    truth = TruthCache(split, options.cache_dir, progress=options.progress) if ids else None
     mask_pass = None
     if files is not None and truth is not None:
         update, close = _progress(len(ids), "masks", options.progress)
@@ -288,9 +288,7 @@ def _compute(split, ids, tasks, protocol, options, truth, mask_pass, captions, s
         breakdown[key] = {}
         for value in sorted(set(groups[key].tolist())):
             subset = groups[key] == value
-            vals = evaluate(subset)
-            if "meteor_segment_mean" in vals:
-                vals["meteor"] = vals.pop("meteor_segment_mean")
+            vals = evaluate(subset)  # METEOR here is the mean of segment scores, named so
             breakdown[key][value] = {"n": int(subset.sum()),
                                      "metrics": {k: _round(v, protocol) for k, v in sorted(vals.items())}}
     metrics.pop("meteor_segment_mean", None)

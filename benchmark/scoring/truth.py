@@ -82,14 +82,16 @@ def resize_nearest(grey: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 class TruthCache:
     """The decoded truth of one split, loaded from (or built into) the cache folder."""
 
-    def __init__(self, split: Split, cache_dir: Path | None = None, *, workers: int | None = None) -> None:
+    def __init__(self, split: Split, cache_dir: Path | None = None, *, workers: int | None = None,
+                 progress: bool = False) -> None:
         self.split = split
         self.ids = split.ids
         self.index = {image_id: i for i, image_id in enumerate(self.ids)}
         self.workers = workers or min(8, os.cpu_count() or 1)
         key = split.fingerprint.split(":")[-1][:32]
         self.dir = (cache_dir or default_cache_dir()) / f"truth-{key}-v{CACHE_VERSION}"
-        self._blocks: dict[tuple[int, int], list[bytes]] = {}
+        self._blocks: dict[tuple[int, int], list[tuple[str, bytes]]] = {}
+        self.progress = progress
         self._load_or_build_masks()
 
     # ----------------------------------------------------------------- masks
@@ -106,8 +108,7 @@ class TruthCache:
             mask = load_mask(self.split.mask_files[image_id], image_id)
             return mask.shape, int(np.count_nonzero(mask)), zlib.compress(np.packbits(mask).tobytes(), 1)
 
-        with ThreadPoolExecutor(self.workers) as pool:
-            rows = list(pool.map(pack, self.ids))
+        rows = self._map(pack, "truth masks (once per dataset)")
         self.shapes = np.array([r[0] for r in rows], dtype=np.int64).reshape(-1, 2)
         self.positives = np.array([r[1] for r in rows], dtype=np.int64)
         self._packed = [r[2] for r in rows]
@@ -151,8 +152,7 @@ class TruthCache:
                 dtype = "u1" if top <= 0xFF else "<u2" if top <= 0xFFFF else "<u4"
                 return dtype, zlib.compress(forged.astype(dtype).tobytes(), 1)
 
-            with ThreadPoolExecutor(self.workers) as pool:
-                table = list(pool.map(build, self.ids))
+            table = self._map(build, f"truth blocks for {pred_hw[1]}x{pred_hw[0]} masks (once)")
             self._write(name, {"ids": self.ids, "blocks": table})
         self._blocks[pred_hw] = table
         return table
@@ -173,6 +173,15 @@ class TruthCache:
         return reference
 
     # ----------------------------------------------------------------- io
+    def _map(self, fn, desc: str) -> list:
+        with ThreadPoolExecutor(self.workers) as pool:
+            results = pool.map(fn, self.ids)
+            if not self.progress:
+                return list(results)
+            from tqdm import tqdm
+
+            return list(tqdm(results, total=len(self.ids), desc=desc, unit="img", leave=False, mininterval=0.5))
+
     def _write(self, name: str, obj: object) -> None:
         """Write atomically; a cache that cannot be written only costs speed, never correctness."""
         tmp = None
