@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 import tempfile
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -129,15 +129,19 @@ def open_submission(path: Path | str, *, masks: Path | str | None = None,
                       manifest_file=manifest if manifest.is_file() else None, _tmp=tmp)
 
 
+# Unicode category Cc (C0, DEL, C1) plus the line/paragraph separators a tokenizer splits on
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def _caption_problem(caption: str, limits: Limits) -> tuple[str, str] | None:
     if not caption.strip():
         return "caption_empty", "empty caption"
     if len(caption) > limits.max_caption_chars or len(caption.split()) > limits.max_caption_words:
         return "caption_long", (f"caption too long ({len(caption)} characters, {len(caption.split())} words; "
                                 f"limits {limits.max_caption_chars} / {limits.max_caption_words})")
-    for ch in caption:
-        if unicodedata.category(ch) == "Cc" or ch in "\u2028\u2029":
-            return "caption_control", f"caption contains control character U+{ord(ch):04X}"
+    bad = _CONTROL.search(caption)
+    if bad:
+        return "caption_control", f"caption contains control character U+{ord(bad.group()):04X}"
     return None
 
 

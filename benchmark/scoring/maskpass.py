@@ -22,6 +22,7 @@ from benchmark.scoring.truth import TruthCache
 from submissions.reader import Problem
 
 Image.MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # a mask bigger than 8k x 8k is refused, not decoded
+CHUNK = 128  # images per task: per-future overhead would otherwise rival the work itself
 
 
 @dataclass
@@ -111,33 +112,40 @@ def run_mask_pass(
             neg = np.zeros(256, np.int64)
             pos[255], pos[0] = tp, positives - tp
             neg[255], neg[0] = n_pred - tp, H * W - positives - (n_pred - tp)
-        return i, ("ok", tp, n_pred, positives, H * W, pos, neg,
+        auc = float(auc_from_histograms(pos[None], neg[None])[0])
+        return i, ("ok", tp, n_pred, positives, H * W, pos, neg, auc,
                    hashlib.sha256(data).digest(), f"{hw[0]}x{hw[1]}")
 
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        for done, (i, out) in enumerate(pool.map(one, range(n)), start=1):
-            if isinstance(out, Problem):
-                scored[i] = False
-                if strict:
-                    problems.append(out)
-            elif out[0] == "empty":
-                _, H, W, positives = out
-                counts[i] = (0, 0, positives, H * W - positives)
-                pos = np.zeros(256, np.int64)
-                neg = np.zeros(256, np.int64)
-                pos[0], neg[0] = positives, H * W - positives
-                pos_hist += pos
-                neg_hist += neg
-                image_auc[i] = auc_from_histograms(pos[None], neg[None])[0]
-            else:
-                _, tp, n_pred, positives, total, pos, neg, digest, size = out
-                counts[i] = (tp, n_pred - tp, positives - tp, total - n_pred - positives + tp)
-                pos_hist += pos
-                neg_hist += neg
-                image_auc[i] = auc_from_histograms(pos[None], neg[None])[0]
-                digests[i] = digest
-                sizes[size] = sizes.get(size, 0) + 1
-            if progress:
-                progress(done)
+    def chunk(start: int) -> list[tuple[int, object]]:
+        return [one(i) for i in range(start, min(start + CHUNK, n))]
+
+    def results():
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            for part in pool.map(chunk, range(0, n, CHUNK)):
+                yield from part
+
+    for done, (i, out) in enumerate(results(), start=1):
+        if isinstance(out, Problem):
+            scored[i] = False
+            if strict:
+                problems.append(out)
+        elif out[0] == "empty":
+            _, H, W, positives = out
+            counts[i] = (0, 0, positives, H * W - positives)
+            pos = np.zeros(256, np.int64)
+            neg = np.zeros(256, np.int64)
+            pos[0], neg[0] = positives, H * W - positives
+            pos_hist += pos
+            neg_hist += neg
+            image_auc[i] = auc_from_histograms(pos[None], neg[None])[0]
+        else:
+            _, tp, n_pred, positives, total, pos, neg, image_auc[i], digest, size = out
+            counts[i] = (tp, n_pred - tp, positives - tp, total - n_pred - positives + tp)
+            pos_hist += pos
+            neg_hist += neg
+            digests[i] = digest
+            sizes[size] = sizes.get(size, 0) + 1
+        if progress:
+            progress(done)
     return MaskPass(counts=counts, image_auc=image_auc, pos_hist=pos_hist, neg_hist=neg_hist,
                     scored=scored, digests=digests, sizes=dict(sorted(sizes.items())), problems=problems)

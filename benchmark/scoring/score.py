@@ -248,7 +248,8 @@ def _compute(split, ids, tasks, protocol, options, truth, mask_pass, captions, s
                 per_sample[k] = text.per_image[k]
                 if k != "meteor":
                     mean_stats[k] = text.per_image[k]
-        clue = clue_scores(region_matrix(captions), region_matrix([r.caption for r in records]))
+        truth_regions = truth.regions()[[truth.index[i] for i in ids]]
+        clue = clue_scores(region_matrix(captions), truth_regions)
         metrics.update(clue.summary)
         for k in CLUE_HEADLINE:
             per_sample[k] = clue.per_image[k]

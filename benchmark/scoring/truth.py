@@ -172,6 +172,20 @@ class TruthCache:
         self._write("text.pkl", {"ids": self.ids, "reference": reference})
         return reference
 
+    def regions(self) -> np.ndarray:
+        """(N, 21) bool: the regions each truth explanation names (for the clue scores; cached)."""
+        from benchmark.metrics.clue import region_matrix
+
+        path = self.dir / "regions.pkl"
+        if path.is_file():
+            with open(path, "rb") as fh:
+                data = pickle.load(fh)
+            if data["ids"] == self.ids:
+                return data["regions"]
+        matrix = region_matrix([r.caption for r in self.split.records])
+        self._write("regions.pkl", {"ids": self.ids, "regions": matrix})
+        return matrix
+
     # ----------------------------------------------------------------- io
     def _map(self, fn, desc: str) -> list:
         with ThreadPoolExecutor(self.workers) as pool:
