@@ -243,6 +243,7 @@ def _compute(split, ids, tasks, protocol, options, truth, mask_pass, captions, s
         text = score_captions(reference, hyps, ids, meteor=options.meteor,
                               idf="all" if protocol.strict else "scored")
         metrics.update(text.metrics)
+        per_sample["bleu_stats"] = text.bleu_stats  # (N, 10): paired BLEU tests resample these
         for k in ("cider", "rouge_l", "meteor"):
             if k in text.per_image:
                 per_sample[k] = text.per_image[k]

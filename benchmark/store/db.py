@@ -24,20 +24,16 @@ from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from benchmark.errors import BenchmarkError
+from benchmark.store.errors import StoreError
 
 T = TypeVar("T")
 
 DEFAULT_DB = ".mmtt/board.sqlite"
 BUSY_TIMEOUT_S = 30.0
 _WRITE = "mmtt_write"
-
-
-class StoreError(BenchmarkError):
-    """A problem with the board database or its rules, told in one line."""
 
 
 def resolve_url(db: str | None = None) -> str:
@@ -103,7 +99,7 @@ def _retryable(exc: BaseException) -> bool:
     """Lock conflicts (SQLite busy/locked, PostgreSQL serialization/deadlock) and unique races."""
     if isinstance(exc, IntegrityError):
         return True          # two writers created the same team/entry at once (not on SQLite)
-    if isinstance(exc, OperationalError) or isinstance(exc, DBAPIError):
+    if isinstance(exc, DBAPIError):
         text = str(getattr(exc, "orig", exc)).lower()
         code = getattr(getattr(exc, "orig", None), "pgcode", None)
         return "locked" in text or "busy" in text or code in ("40001", "40P01")
@@ -151,6 +147,7 @@ class Database:
                 conn.execution_options(**{_WRITE: True})
             with Session(bind=conn, expire_on_commit=False, autoflush=True) as session:
                 with session.begin():
+                    session.connection()   # BEGIN (IMMEDIATE) now, not at the first statement
                     yield session
 
     def write(self, fn: Callable[[Session], T], what: str = "a write") -> T:

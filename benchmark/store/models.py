@@ -256,7 +256,7 @@ class BreakdownScore(Base):
 class SampleScores(Base):
     """One per-sample column of an evaluation (ids, groups or a metric), compressed.
 
-    `encoding` is `json` (a list of strings) or `f8` (little-endian float64, `shape` as JSON),
+    `encoding` is `json` (a list of strings) or `f4` (little-endian float32, `shape` as JSON),
     zlib-compressed; see `benchmark.store.scores` for the codec.
     """
 

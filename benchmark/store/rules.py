@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from benchmark.store.errors import RuleError, StoreError
 
-from benchmark.store.db import StoreError
-from benchmark.store.models import Setting, Submission, utcnow
+if TYPE_CHECKING:   # the CLI builds its parser from this module: keep SQLAlchemy out of its import
+    from sqlalchemy.orm import Session
 
 TEAM_ENTRY_CHOICES = ("best", "latest", "all")
 
@@ -70,8 +69,10 @@ def parse_rule(key: str, text: str) -> Any:
         raise StoreError(f"setting {key}={text!r}: {exc}") from None
 
 
-def rule_value(session: Session | None, key: str, override: Any = None) -> Any:
+def rule_value(session: "Session | None", key: str, override: Any = None) -> Any:
     """The value of rule `key`: flag, else environment, else board setting, else default."""
+    from benchmark.store.models import Setting
+
     if override is not None:
         return parse_rule(key, str(override))
     rule = RULES[key]
@@ -85,7 +86,9 @@ def rule_value(session: Session | None, key: str, override: Any = None) -> Any:
     return rule.default
 
 
-def set_rule(session: Session, key: str, text: str) -> Any:
+def set_rule(session: "Session", key: str, text: str) -> Any:
+    from benchmark.store.models import Setting
+
     value = parse_rule(key, text)
     row = session.get(Setting, key)
     if row is None:
@@ -96,12 +99,16 @@ def set_rule(session: Session, key: str, text: str) -> Any:
 
 
 def day_start(now: datetime | None = None) -> datetime:
-    now = (now or utcnow()).astimezone(timezone.utc)
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def submissions_today(session: Session, team: str, split: str, now: datetime | None = None) -> int:
+def submissions_today(session: "Session", team: str, split: str, now: datetime | None = None) -> int:
     """Non-failed, non-baseline submissions of `team` to `split` since 00:00 UTC (withdrawn ones count)."""
+    from sqlalchemy import func, select
+
+    from benchmark.store.models import Submission
+
     return int(session.scalar(
         select(func.count(Submission.id)).where(
             Submission.team_name == team, Submission.split_name == split,
@@ -109,11 +116,11 @@ def submissions_today(session: Session, team: str, split: str, now: datetime | N
             Submission.created_at >= day_start(now))) or 0)
 
 
-def check_daily_limit(session: Session, team: str, split: str, limit: int, now: datetime | None = None) -> None:
+def check_daily_limit(session: "Session", team: str, split: str, limit: int, now: datetime | None = None) -> None:
     if limit <= 0:
         return
     used = submissions_today(session, team, split, now)
     if used >= limit:
         reset = day_start(now) + timedelta(days=1)
-        raise StoreError(f"team '{team}' has used its {limit} submission(s) to split '{split}' for today "
+        raise RuleError(f"team '{team}' has used its {limit} submission(s) to split '{split}' for today "
                          f"(next at {reset:%Y-%m-%d %H:%M} UTC)")

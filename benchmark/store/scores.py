@@ -1,8 +1,10 @@
 """Write a score result into the store (and read it back): one evaluation and its rows.
 
-Per-sample arrays are stored one column per row, zlib-compressed (`f8` little-endian float64
-with its shape, or `json` for strings), so a detail page or a paired test reads one entry's
-21,679 values in a single fetch. Each evaluation also keeps a digest of everything it stores:
+Per-sample arrays are stored one column per row, zlib-compressed (`f4` little-endian float32
+with its shape — 7 significant digits are plenty for a detail page or a paired test and halve
+the size: a full MMTT test evaluation is about 1 MB — or `json` for strings), so one entry's
+21,679 values come back in a single fetch. Only the latest evaluation of a submission keeps
+them: a re-score drops the per-sample rows of the evaluation it replaces (aggregates stay). Each evaluation also keeps a digest of everything it stores:
 re-scoring compares digests, which is what makes `mmtt rescore` idempotent.
 """
 
@@ -15,7 +17,7 @@ import zlib
 from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from benchmark.store.models import (
@@ -42,17 +44,17 @@ def encode_column(values: Sequence[Any] | np.ndarray) -> tuple[str, str, bytes, 
     if isinstance(values, (list, tuple)) and values and all(isinstance(v, str) for v in values):
         raw = json.dumps(list(values), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         return "json", json.dumps([len(values)]), zlib.compress(raw, 6), raw
-    arr = np.ascontiguousarray(np.asarray(values, dtype="<f8"))
+    arr = np.ascontiguousarray(np.asarray(values, dtype="<f4"))
     raw = arr.tobytes()
-    return "f8", json.dumps(list(arr.shape)), zlib.compress(raw, 6), raw
+    return "f4", json.dumps(list(arr.shape)), zlib.compress(raw, 6), raw
 
 
 def decode_column(encoding: str, shape: str, data: bytes) -> list[str] | np.ndarray:
     raw = zlib.decompress(data)
     if encoding == "json":
         return json.loads(raw.decode("utf-8"))
-    if encoding == "f8":
-        return np.frombuffer(raw, dtype="<f8").reshape(json.loads(shape)).copy()
+    if encoding in ("f4", "f8"):
+        return np.frombuffer(raw, dtype="<" + encoding).reshape(json.loads(shape)).astype(np.float64)
     raise ValueError(f"unknown per-sample encoding {encoding!r}")
 
 
@@ -119,6 +121,11 @@ def add_evaluation(session: Session, *, submission: Submission, entry: Entry, sp
         for name, (enc, shape, data, _) in columns.items())
     session.flush()
     return ev
+
+
+def drop_samples(session: Session, evaluation_id: int) -> None:
+    """Per-sample rows of a replaced evaluation are dead weight (its aggregates stay as history)."""
+    session.execute(delete(SampleScores).where(SampleScores.evaluation_id == evaluation_id))
 
 
 def refresh_current(session: Session, entry_id: int, split_id: int, protocol: str) -> Evaluation | None:

@@ -1,0 +1,13 @@
+"""The store's user-facing errors (one located line each; the CLI exits 2 on them)."""
+
+from __future__ import annotations
+
+from benchmark.errors import BenchmarkError
+
+
+class StoreError(BenchmarkError):
+    """A problem with the board database, its contents or its rules."""
+
+
+class RuleError(StoreError):
+    """A submission breaks a challenge rule (daily limit, upload size)."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the board database (a package so that installs carry them)."""
