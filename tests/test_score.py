@@ -158,3 +158,21 @@ def test_cli_score_json_contract_and_located_errors(random_root, tmp_path):
     assert "predictions.jsonl:1: invalid JSON" in bad.stderr.splitlines()[0]
     missing = _mmtt("score", str(tmp_path / "nope"), "--data", str(root))
     assert missing.returncode == 2 and "submission not found" in missing.stderr
+
+
+def test_parallel_mask_pass_equals_serial(random_root, tmp_path, monkeypatch):
+    import benchmark.scoring.maskpass as maskpass
+
+    root, recs = random_root
+    split = load_split(root, "test")
+    sub = write_submission(tmp_path / "sub", recs, pred_size=40)
+    bad = sub / "masks" / Path(recs[3]["img_path"]).with_suffix(".png")
+    bad.write_bytes(b"junk")
+    opts = dict(protocol="official", meteor=False, n_boot=50)
+    serial = score_submission(sub, split, ScoreOptions(workers=1, **opts))
+    monkeypatch.setattr(maskpass, "CHUNK", 5)  # several chunks on 2 worker processes
+    parallel = score_submission(sub, split, ScoreOptions(workers=2, **opts))
+    assert parallel.summary["metrics"] == serial.summary["metrics"]
+    assert parallel.summary["n_mask_skipped"] == serial.summary["n_mask_skipped"] == 1
+    assert parallel.summary["submission_hash"] == serial.summary["submission_hash"]
+    np.testing.assert_array_equal(parallel.per_sample["iou"], serial.per_sample["iou"])

@@ -3,13 +3,19 @@
 Per image the prediction is compared at its own resolution through the truth's cached block
 counts (see `truth.py`), which gives exactly what resizing it to the truth size with NEAREST and
 thresholding at > 127 would give. The file's bytes are hashed in the same read.
+
+The pass runs in chunks on forked worker processes where the platform forks (decoding and small
+numpy reductions hold the GIL, so threads would not scale), on threads elsewhere; each chunk
+returns compact arrays, not one object per image.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+import os
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -22,7 +28,7 @@ from benchmark.scoring.truth import TruthCache
 from submissions.reader import Problem
 
 Image.MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # a mask bigger than 8k x 8k is refused, not decoded
-CHUNK = 128  # images per task: per-future overhead would otherwise rival the work itself
+CHUNK = 256  # images per task: per-task overhead would otherwise rival the work itself
 
 
 @dataclass
@@ -39,9 +45,101 @@ class MaskPass:
     problems: list[Problem]
 
 
+@dataclass
+class _Job:
+    truth: TruthCache
+    ids: Sequence[str]
+    files: Sequence[Path | None]
+    labels: Sequence[str] | None
+    strict: bool
+
+
+_JOB: _Job | None = None  # what forked workers read (inherited, never pickled)
+
+
 def _aspect_ok(hw: tuple[int, int], truth_hw: tuple[int, int]) -> bool:
     (h, w), (H, W) = hw, truth_hw
     return abs(h * W - w * H) <= max(H, W)  # equal up to the rounding of a resize
+
+
+def _one(job: _Job, i: int):
+    """Problem, or (tp, n_pred, pos_hist | None, auc, digest, size) for image i."""
+    image_id, path = job.ids[i], job.files[i]
+    k = job.truth.index[image_id]
+    H, W = (int(x) for x in job.truth.shapes[k])
+    positives = int(job.truth.positives[k])
+    label = job.labels[i] if job.labels else str(path)
+    if path is None:  # an allowed missing item: an empty prediction
+        return 0, 0, None, 0.5 if 0 < positives < H * W else float("nan"), b"", None
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Problem("mask_missing", f"image_id {image_id!r}: mask file not found: {label}")
+    except OSError as exc:
+        return Problem("mask_unreadable", f"image_id {image_id!r}: cannot read mask {label}: {exc.strerror}")
+    try:
+        img = Image.open(io.BytesIO(data))
+        fmt = img.format
+        img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        return Problem("mask_unreadable", f"image_id {image_id!r}: mask {label} is not a readable image: {exc}")
+    if job.strict and (fmt != "PNG" or img.mode != "L"):
+        what = f"{fmt or 'unknown'} image in mode {img.mode}"
+        return Problem("mask_mode", f"image_id {image_id!r}: mask {label} is a {what}; expected an 8-bit greyscale PNG (mode L)")
+    grey = np.asarray(img if img.mode == "L" else img.convert("L"))
+    hw = grey.shape
+    if job.strict and not _aspect_ok(hw, (H, W)):
+        return Problem("mask_aspect", f"image_id {image_id!r}: mask {label} is {hw[1]}x{hw[0]}, "
+                                      f"not the aspect ratio of the truth ({W}x{H})")
+    forged, area = job.truth.blocks(image_id, hw, build=False)
+    g = grey.ravel()
+    b = g > PRED_THRESHOLD
+    tp = int(forged[b].sum())
+    n_pred = int(area[b].sum())
+    if ((g + np.uint8(1)) > 1).any():  # a grey level other than 0/255 (uint8 wraps 255 to 0)
+        pos = np.bincount(g, weights=forged, minlength=256).astype(np.int64)
+        neg = np.bincount(g, weights=area, minlength=256).astype(np.int64) - pos
+    else:  # a 0/255 mask (the usual thresholded PNG): the counts give both histograms
+        pos = np.zeros(256, np.int64)
+        neg = np.zeros(256, np.int64)
+        pos[255], pos[0] = tp, positives - tp
+        neg[255], neg[0] = n_pred - tp, H * W - positives - (n_pred - tp)
+    auc = float(auc_from_histograms(pos[None], neg[None])[0])
+    return tp, n_pred, (pos, neg), auc, hashlib.sha256(data).digest(), f"{hw[0]}x{hw[1]}"
+
+
+def _chunk(start: int, stop: int, job: _Job | None = None):
+    """Images start..stop-1 as compact arrays (what crosses the process boundary)."""
+    job = job or _JOB
+    assert job is not None
+    n = stop - start
+    tp_pred = np.zeros((n, 2), np.int64)
+    auc = np.full(n, np.nan)
+    ok = np.zeros(n, bool)
+    hist = np.zeros((2, 256), np.int64)
+    digests, sizes, problems = [], [], []
+    for j, i in enumerate(range(start, stop)):
+        out = _one(job, i)
+        if isinstance(out, Problem):
+            problems.append((i, out))
+            digests.append(b"")
+            sizes.append(None)
+            continue
+        tp, n_pred, hists, auc[j], digest, size = out
+        tp_pred[j] = tp, n_pred
+        ok[j] = True
+        if hists is not None:
+            hist[0] += hists[0]
+            hist[1] += hists[1]
+        digests.append(digest)
+        sizes.append(size)
+    return start, tp_pred, auc, ok, hist, digests, sizes, problems
+
+
+def _executor(workers: int) -> Executor:
+    if "fork" in multiprocessing.get_all_start_methods() and workers > 1:
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    return ThreadPoolExecutor(max(1, workers))
 
 
 def run_mask_pass(
@@ -52,7 +150,7 @@ def run_mask_pass(
     strict: bool,
     labels: Sequence[str] | None = None,
     progress: Callable[[int], None] | None = None,
-    workers: int = 4,
+    workers: int | None = None,
 ) -> MaskPass:
     """Score the mask `files[i]` (None: an empty prediction) of each `ids[i]`.
 
@@ -61,91 +159,75 @@ def run_mask_pass(
     and a missing or unreadable mask is skipped, as the official script does.
     `labels[i]` is how a problem names the file (default: the path).
     """
+    global _JOB
     n = len(ids)
+    workers = workers or min(4, os.cpu_count() or 1)
+    job = _Job(truth, ids, files, labels, strict)
+    # load (or build) the blocks of the usual prediction size here, before workers fork, so each
+    # inherits them; a rarer size is computed per image in the workers
+    first = next((f for f in files if f is not None and f.is_file()), None)
+    if first is not None:
+        try:
+            with Image.open(first) as im:
+                truth.blocks(ids[0], (im.size[1], im.size[0]))
+        except (OSError, UnidentifiedImageError, ValueError):
+            pass
+
     counts = np.zeros((n, 4), np.int64)
     image_auc = np.full(n, np.nan)
     scored = np.ones(n, bool)
     digests: list[bytes] = [b""] * n
-    pos_hist = np.zeros(256, np.int64)
-    neg_hist = np.zeros(256, np.int64)
+    hist = np.zeros((2, 256), np.int64)
     sizes: dict[str, int] = {}
     problems: list[Problem] = []
+    H_W = truth.shapes[[truth.index[i] for i in ids]].prod(axis=1) if n else np.zeros(0, np.int64)
+    positives = truth.positives[[truth.index[i] for i in ids]] if n else np.zeros(0, np.int64)
 
-    def one(i: int) -> tuple[int, object]:
-        image_id, path = ids[i], files[i]
-        H, W = (int(x) for x in truth.shapes[truth.index[image_id]])
-        positives = int(truth.positives[truth.index[image_id]])
-        label = labels[i] if labels else str(path)
-        if path is None:
-            return i, ("empty", H, W, positives)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return i, Problem("mask_missing", f"image_id {image_id!r}: mask file not found: {label}")
-        except OSError as exc:
-            return i, Problem("mask_unreadable", f"image_id {image_id!r}: cannot read mask {label}: {exc.strerror}")
-        try:
-            img = Image.open(io.BytesIO(data))
-            fmt = img.format
-            img.load()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            return i, Problem("mask_unreadable", f"image_id {image_id!r}: mask {label} is not a readable image: {exc}")
-        if strict and (fmt != "PNG" or img.mode != "L"):
-            what = f"{fmt or 'unknown'} image in mode {img.mode}"
-            return i, Problem("mask_mode", f"image_id {image_id!r}: mask {label} is a {what}; expected an 8-bit greyscale PNG (mode L)")
-        grey = np.asarray(img if img.mode == "L" else img.convert("L"))
-        hw = grey.shape
-        if strict and not _aspect_ok(hw, (H, W)):
-            return i, Problem("mask_aspect", f"image_id {image_id!r}: mask {label} is {hw[1]}x{hw[0]}, "
-                                             f"not the aspect ratio of the truth ({W}x{H})")
-        forged, area = truth.blocks(image_id, hw)
-        g = grey.ravel()
-        b = g > PRED_THRESHOLD
-        tp = int(forged[b].sum())
-        n_pred = int(area[b].sum())
-        levels = np.bincount(g, minlength=256)
-        if levels[1:255].any():
-            pos = np.bincount(g, weights=forged, minlength=256).astype(np.int64)
-            neg = np.bincount(g, weights=area, minlength=256).astype(np.int64) - pos
-        else:  # a 0/255 mask (the usual thresholded PNG): the counts give both histograms
-            pos = np.zeros(256, np.int64)
-            neg = np.zeros(256, np.int64)
-            pos[255], pos[0] = tp, positives - tp
-            neg[255], neg[0] = n_pred - tp, H * W - positives - (n_pred - tp)
-        auc = float(auc_from_histograms(pos[None], neg[None])[0])
-        return i, ("ok", tp, n_pred, positives, H * W, pos, neg, auc,
-                   hashlib.sha256(data).digest(), f"{hw[0]}x{hw[1]}")
-
-    def chunk(start: int) -> list[tuple[int, object]]:
-        return [one(i) for i in range(start, min(start + CHUNK, n))]
-
-    def results():
-        with ThreadPoolExecutor(max(1, workers)) as pool:
-            for part in pool.map(chunk, range(0, n, CHUNK)):
-                yield from part
-
-    for done, (i, out) in enumerate(results(), start=1):
-        if isinstance(out, Problem):
-            scored[i] = False
-            if strict:
-                problems.append(out)
-        elif out[0] == "empty":
-            _, H, W, positives = out
-            counts[i] = (0, 0, positives, H * W - positives)
-            pos = np.zeros(256, np.int64)
-            neg = np.zeros(256, np.int64)
-            pos[0], neg[0] = positives, H * W - positives
-            pos_hist += pos
-            neg_hist += neg
-            image_auc[i] = auc_from_histograms(pos[None], neg[None])[0]
+    starts = list(range(0, n, CHUNK))
+    _JOB = job
+    try:
+        if n <= CHUNK or workers == 1:
+            parts = [_chunk(s, min(s + CHUNK, n), job) for s in starts]
         else:
-            _, tp, n_pred, positives, total, pos, neg, image_auc[i], digest, size = out
-            counts[i] = (tp, n_pred - tp, positives - tp, total - n_pred - positives + tp)
-            pos_hist += pos
-            neg_hist += neg
-            digests[i] = digest
-            sizes[size] = sizes.get(size, 0) + 1
+            with _executor(workers) as pool:
+                parts = pool.map(_chunk, starts, [min(s + CHUNK, n) for s in starts])
+                parts = list(_report(parts, progress))
+                progress = None
+        done = 0
+        for start, tp_pred, auc, ok, part_hist, part_digests, part_sizes, part_problems in parts:
+            stop = start + len(ok)
+            tp, n_pred = tp_pred[:, 0], tp_pred[:, 1]
+            pos = positives[start:stop]
+            counts[start:stop] = np.stack([tp, n_pred - tp, pos - tp, H_W[start:stop] - n_pred - pos + tp], axis=1)
+            image_auc[start:stop] = auc
+            scored[start:stop] = ok
+            hist += part_hist
+            digests[start:stop] = part_digests
+            for size in part_sizes:
+                if size:
+                    sizes[size] = sizes.get(size, 0) + 1
+            for i, problem in part_problems:
+                if strict:
+                    problems.append(problem)
+            done += len(ok)
+            if progress:
+                progress(done)
+    finally:
+        _JOB = None
+    # an empty prediction (allowed missing item) puts every truth pixel in the grey-0 bin
+    empty = np.array([f is None for f in files], bool) if n else np.zeros(0, bool)
+    if empty.any():
+        hist[0, 0] += int(positives[empty].sum())
+        hist[1, 0] += int((H_W[empty] - positives[empty]).sum())
+    counts[~scored] = 0
+    return MaskPass(counts=counts, image_auc=image_auc, pos_hist=hist[0], neg_hist=hist[1], scored=scored,
+                    digests=digests, sizes=dict(sorted(sizes.items())), problems=problems)
+
+
+def _report(parts, progress):
+    done = 0
+    for part in parts:
+        done += len(part[3])
         if progress:
             progress(done)
-    return MaskPass(counts=counts, image_auc=image_auc, pos_hist=pos_hist, neg_hist=neg_hist,
-                    scored=scored, digests=digests, sizes=dict(sorted(sizes.items())), problems=problems)
+        yield part

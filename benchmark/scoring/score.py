@@ -47,7 +47,7 @@ class ScoreOptions:
     seed: int = 0
     cache_dir: Path | None = None
     progress: bool = False
-    workers: int = 4
+    workers: int | None = None  # mask-pass processes (default: up to 4, one per core)
     limits: Limits = DEFAULT_LIMITS
 
 

@@ -154,20 +154,27 @@ class TruthCache:
         return np.unpackbits(bits, count=int(h * w)).reshape(h, w).view(bool)
 
     # ----------------------------------------------------------------- blocks
-    def blocks(self, image_id: str, pred_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """`block_counts` of the truth of `image_id` for a prediction of size `pred_hw` (cached;
-        the forged counts come in the smallest unsigned dtype that holds them)."""
+    def blocks(self, image_id: str, pred_hw: tuple[int, int], *, build: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """`block_counts` of the truth of `image_id` for a prediction of size `pred_hw`.
+
+        From the cached table of that size (loaded, or built for every image when `build`);
+        without a table and with `build=False`, computed for this image alone. The forged
+        counts come in the smallest unsigned dtype that holds them.
+        """
         pred_hw = (int(pred_hw[0]), int(pred_hw[1]))
+        i = self.index[image_id]
+        truth_hw = (int(self.shapes[i][0]), int(self.shapes[i][1]))
         table = self._blocks.get(pred_hw)
         if table is None:
-            table = self._load_or_build_blocks(pred_hw)
-        i = self.index[image_id]
+            table = self._load_or_build_blocks(pred_hw, build=build)
+        if table is None:
+            return block_counts(self.mask(image_id), pred_hw)
         dtype, packed = table[i]
         forged = np.frombuffer(zlib.decompress(packed), dtype=dtype)
-        _, area = _block_index(pred_hw, tuple(int(x) for x in self.shapes[i]))
+        _, area = _block_index(pred_hw, truth_hw)
         return forged, area
 
-    def _load_or_build_blocks(self, pred_hw: tuple[int, int]) -> list[tuple[str, bytes]]:
+    def _load_or_build_blocks(self, pred_hw: tuple[int, int], *, build: bool = True) -> list[tuple[str, bytes]] | None:
         name = _blocks_name(pred_hw)
         path = self.dir / name
         table = None
@@ -176,6 +183,8 @@ class TruthCache:
                 data = pickle.load(fh)
             if data["ids"] == self.ids:
                 table = data["blocks"]
+        if table is None and not build:
+            return None
         if table is None:
             def build(image_id: str) -> tuple[str, bytes]:
                 return _pack_blocks(self.mask(image_id), pred_hw)
