@@ -57,6 +57,36 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_card(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from PIL import Image
+
+    from benchmark.data.split import load_split
+    from benchmark.data.synth import render_sample_card
+
+    split = load_split(Path(args.data), args.split)
+    ids = args.id or [next(r.image_id for r in split.records if r.method == m)
+                      for m in split.counts("method")]  # one per manipulation method
+    for image_id in ids:
+        if image_id not in split.by_id:
+            raise BenchmarkError(f"{split.json_path}: no image_id {image_id!r}")
+    with tempfile.TemporaryDirectory() as tmp:
+        cards = []
+        for k, image_id in enumerate(ids):
+            render_sample_card(Path(args.data), image_id, Path(tmp) / f"{k}.png")
+            cards.append(Image.open(Path(tmp) / f"{k}.png").convert("RGB"))
+        sheet = Image.new("RGB", (max(c.width for c in cards), sum(c.height for c in cards)), "white")
+        y = 0
+        for card in cards:
+            sheet.paste(card, (0, y))
+            y += card.height
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        sheet.save(args.out, optimize=True)
+    print(f"wrote {args.out} ({', '.join(ids)})")
+    return 0
+
+
 # ---------------------------------------------------------------- score
 def cmd_score(args: argparse.Namespace) -> int:
     from benchmark.data.split import load_split
@@ -104,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", action="append", help="split name (repeatable; default: all)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_data_check)
+    p = data_sub.add_parser("card", help="draw items with their mask and explanation into a PNG")
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--id", action="append", help="image_id (repeatable; default: one per method)")
+    p.add_argument("--out", required=True, help="output PNG")
+    p.set_defaults(func=cmd_data_card)
 
     p = sub.add_parser("score", help="validate and score a submission against a split")
     p.add_argument("submission", help="submission folder, .zip/.tar.gz, or predictions .jsonl")
