@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_parsers(sub, data_sub)  # models, run, train; data robust
     add_convert_parsers(sub)          # convert (official checkpoints)
     add_store_parsers(sub)            # submit, rescore, leaderboard, compare, splits
+    from leaderboard_app.commands import add_parsers as add_board_parsers
+
+    add_board_parsers(sub)            # board (serve), board token
 
     p = sub.add_parser("demo", help="the main job on the embedded mini-MMTT")
     p.add_argument("--workdir", default=".mmtt/demo", help="where data and results go (default .mmtt/demo)")

@@ -119,13 +119,10 @@ class TruthCache:
 
     # ----------------------------------------------------------------- masks
     def _load_or_build_masks(self) -> None:
-        path = self.dir / "masks.pkl"
-        if path.is_file():
-            with open(path, "rb") as fh:
-                data = pickle.load(fh)
-            if data["ids"] == self.ids:
-                self.shapes, self.positives, self._packed = data["shapes"], data["positives"], data["packed"]
-                return
+        data = self._read("masks.pkl")
+        if data is not None:
+            self.shapes, self.positives, self._packed = data["shapes"], data["positives"], data["packed"]
+            return
         # one pass over the truth files, on processes (decoding and block sums hold the GIL):
         # pack each mask and, while it is decoded, its blocks for the usual prediction size
         jobs = [(image_id, str(self.split.mask_files[image_id])) for image_id in self.ids]
@@ -176,13 +173,8 @@ class TruthCache:
 
     def _load_or_build_blocks(self, pred_hw: tuple[int, int], *, build: bool = True) -> list[tuple[str, bytes]] | None:
         name = _blocks_name(pred_hw)
-        path = self.dir / name
-        table = None
-        if path.is_file():
-            with open(path, "rb") as fh:
-                data = pickle.load(fh)
-            if data["ids"] == self.ids:
-                table = data["blocks"]
+        data = self._read(name)
+        table = data["blocks"] if data is not None else None
         if table is None and not build:
             return None
         if table is None:
@@ -199,12 +191,9 @@ class TruthCache:
         """The references of every record, tokenized with their n-gram statistics (cached)."""
         from benchmark.metrics.text import TextReference
 
-        path = self.dir / "text.pkl"
-        if path.is_file():
-            with open(path, "rb") as fh:
-                data = pickle.load(fh)
-            if data["ids"] == self.ids:
-                return data["reference"]
+        data = self._read("text.pkl")
+        if data is not None:
+            return data["reference"]
         reference = TextReference.build({r.image_id: [r.caption] for r in self.split.records})
         self._write("text.pkl", {"ids": self.ids, "reference": reference})
         return reference
@@ -213,12 +202,9 @@ class TruthCache:
         """(N, 21) bool: the regions each truth explanation names (for the clue scores; cached)."""
         from benchmark.metrics.clue import region_matrix
 
-        path = self.dir / "regions.pkl"
-        if path.is_file():
-            with open(path, "rb") as fh:
-                data = pickle.load(fh)
-            if data["ids"] == self.ids:
-                return data["regions"]
+        data = self._read("regions.pkl")
+        if data is not None:
+            return data["regions"]
         matrix = region_matrix([r.caption for r in self.split.records])
         self._write("regions.pkl", {"ids": self.ids, "regions": matrix})
         return matrix
@@ -247,6 +233,18 @@ class TruthCache:
                 out.append(result)
                 bar(1)
         return out
+
+    def _read(self, name: str) -> dict | None:
+        """A cached part, if present and made for exactly these ids (in this order)."""
+        path = self.dir / name
+        if not path.is_file():
+            return None
+        try:
+            with open(path, "rb") as fh:
+                data = pickle.load(fh)
+        except (OSError, EOFError, pickle.UnpicklingError):
+            return None  # a damaged cache file is rebuilt, never trusted
+        return data if data.get("ids") == self.ids else None
 
     def _write(self, name: str, obj: object) -> None:
         """Write atomically; a cache that cannot be written only costs speed, never correctness."""

@@ -1,0 +1,85 @@
+"""Upload a submission archive with a maintainer-issued token: validated, scored and stored at
+once, or every problem shown in plain words. Without a valid token nothing is written."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from benchmark.errors import BenchmarkError
+from leaderboard_app import queries
+from leaderboard_app.intake import handle_upload
+from leaderboard_app.present import HEADLINE, fmt_ci, label, md_escape
+from leaderboard_app.ui import config, error
+
+cfg = config()
+st.title("Submit")
+st.markdown(
+    "Upload a **.zip** or **.tar.gz** of a submission folder: `predictions.jsonl` (one "
+    "`{\"image_id\", \"caption\"}` per line), `masks/` (8-bit greyscale PNGs, > 127 = forged) and "
+    "`manifest.json` (model, team, tasks, paper/code URLs, description). Check it first with "
+    "`mmtt score SUBMISSION --data DIR --split test`. You need a **submission token** from the board's "
+    "maintainers; it fixes your team. Each team has a daily submission limit per split.")
+
+if cfg.data is None:
+    st.info("Web submissions are closed on this server (it was started without the data root, `--data`, "
+            "which scoring needs). Submit with `mmtt submit` instead.")
+    st.stop()
+
+try:
+    board_splits = queries.splits(cfg.db)
+    cap = queries.upload_cap_mb(cfg.db, cfg.max_upload_mb)
+except BenchmarkError as exc:
+    error(exc)
+    st.stop()
+from benchmark.data.split import available_splits  # noqa: E402
+
+in_data = set(available_splits(cfg.data))
+names = [s["name"] for s in board_splits if s["name"] in in_data] or sorted(in_data)
+if not names:
+    st.warning("The data root given to this server holds no split file.")
+    st.stop()
+hidden = {s["name"] for s in board_splits if s["hidden"]}
+
+with st.form("submit_form", clear_on_submit=False):
+    token = st.text_input("Submission token", type="password", key="submit_token",
+                          placeholder="mmtt_xxxxxxxx_…")
+    c_name, c_split = st.columns([2, 1])
+    name = c_name.text_input("Entry name", key="submit_name", max_chars=200,
+                             help="How the board lists it; resubmitting under the same name updates the entry.")
+    split = c_split.selectbox("Split", names, key="submit_split",
+                              index=names.index("test") if "test" in names else 0,
+                              format_func=lambda n: n + (" (hidden truth)" if n in hidden else ""))
+    allow_missing = st.checkbox("Score images without a prediction as empty (otherwise a missing image is an error)",
+                                key="submit_allow_missing")
+    upload = st.file_uploader(f"Archive (at most {cap:g} MiB)", type=["zip", "gz", "tgz", "tar"],
+                              key="submit_file", max_upload_size=max(1, math.ceil(cap)))
+    sent = st.form_submit_button("Validate, score and submit", type="primary")
+
+if sent:
+    if upload is None:
+        st.error("Choose an archive to upload.")
+        st.stop()
+    with st.spinner("Checking, validating and scoring… (a full test split takes a few minutes)"):
+        result = handle_upload(cfg, token=token, name=name, split=split, filename=upload.name,
+                               payload=upload.getvalue(), allow_missing=allow_missing)
+    if not result.ok:
+        error(BenchmarkError(result.message, problems=result.problems))
+        if result.written:
+            st.caption("The attempt is recorded as a failed submission (failed ones do not count against the "
+                       "daily limit).")
+        st.stop()
+    st.success(md_escape(result.message), icon="✅")
+    summary = result.outcome.summary
+    metrics, ci = summary.get("metrics", {}), summary.get("ci95", {})
+    shown = [m for m, _ in HEADLINE if m in metrics]
+    st.dataframe(pd.DataFrame({"Metric": [label(m) for m in shown],
+                               "Score (95% CI), ×100": [fmt_ci(metrics[m], ci.get(m)) for m in shown]}),
+                 hide_index=True, key="submit_scores")
+    st.caption(f"protocol {summary.get('protocol')} · scorer v{summary.get('metric_version')} · "
+               f"{summary.get('n_scored')} images scored" + (" · hidden split: aggregate scores only"
+                                                             if result.outcome.hidden else ""))
+    for w in (summary.get("warnings") or [])[:10]:
+        st.warning(md_escape(w))
