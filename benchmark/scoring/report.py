@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-ORDER = ("iou", "f1", "precision", "recall", "iou_micro", "f1_micro", "auc", "auc_image_mean",
-         "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider",
-         "clue_f1", "clue_precision", "clue_recall", "clue_f1_micro")
+ORDER = ("iou", "f1", "precision", "recall", "iou_micro", "f1_micro", "precision_micro", "recall_micro",
+         "auc", "auc_image_mean", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider",
+         "clue_f1", "clue_precision", "clue_recall", "clue_f1_micro", "clue_precision_micro", "clue_recall_micro")
 BREAKDOWN_COLUMNS = ("iou", "f1", "bleu_4", "rouge_l", "cider", "clue_f1")
 
 
@@ -22,13 +22,13 @@ def format_report(summary: dict[str, Any]) -> str:
         f"metrics v{summary['metric_version']}  data {summary['dataset_fingerprint'][:19]}  "
         f"submission {summary['submission_hash'][:19]}",
         "",
-        f"{'metric':<16}{'value':>10}   95% CI",
+        f"{'metric':<22}{'value':>10}   95% CI",
     ]
     keys = [k for k in ORDER if k in metrics] + sorted(k for k in metrics if k not in ORDER)
     for k in keys:
         lo_hi = ci.get(k)
         interval = f"[{_fmt(lo_hi[0])}, {_fmt(lo_hi[1])}]" if lo_hi else ""
-        lines.append(f"{k:<16}{_fmt(metrics[k]):>10}   {interval}")
+        lines.append(f"{k:<22}{_fmt(metrics[k]):>10}   {interval}".rstrip())
     for key, groups in summary.get("breakdown", {}).items():
         cols = [c for c in BREAKDOWN_COLUMNS if any(c in g["metrics"] for g in groups.values())]
         lines += ["", f"by {key:<22}{'n':>6}" + "".join(f"{c:>10}" for c in cols)]
