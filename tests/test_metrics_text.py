@@ -1,0 +1,363 @@
+"""Caption metrics: equal to pycocoevalcap 1.2 (tokenization, BLEU, ROUGE-L, CIDEr-D, METEOR)."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
+
+from pycocoevalcap.bleu.bleu import Bleu  # noqa: E402
+from pycocoevalcap.cider.cider import Cider  # noqa: E402
+from pycocoevalcap.meteor.meteor import Meteor  # noqa: E402
+from pycocoevalcap.rouge.rouge import Rouge  # noqa: E402
+from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer  # noqa: E402
+
+from benchmark.metrics import ptb, text  # noqa: E402
+from benchmark.metrics.text import (  # noqa: E402
+    BLEU_STAT_COLUMNS, TextReference, bleu_from_stats, bleu_from_totals, meteor_score,
+    score_captions, tokenize,
+)
+
+HF_MODULE = Path(text.__file__).resolve().parent / "hf_mmtt_text"
+TOL = 1e-9
+
+# --------------------------------------------------------------------------- random corpora
+WORDS = ["the", "eye", "eyes", "nose", "lip", "lips", "skin", "cheek", "hair", "mouth", "looks",
+         "blurry", "smooth", "left", "right", "and", "is", "a", "of", "with", "unnatural", "edge",
+         "Teeth", "SHADOW", "too", "fake", "café", "naïve", "über", "日本語", "don't", "it's",
+         "can't", "1 1/2", "3.5", "e-mail", "co-op", "U.S.", "Mr.", "(left)", "[x]", "{y}",
+         "a&b", "50%", "$3", "x|||y", "😀", "naïve—skin"]
+PUNCT = [",", ".", ";", ":", "!", "?", "-", "--", "—", "“", "”", '"', "'", "`", "(", ")",
+         "...", "…", "/"]
+SEPARATORS = [" "] * 12 + ["  ", "\t", "\xa0", "\n", " \n "]
+
+
+def random_caption(rng: np.random.Generator, vocab: list[str]) -> str:
+    n = int(rng.choice([0, 1, 1, 2, 3, 4, 6, 10, 15, 25, 40, 70]))
+    parts = []
+    for _ in range(n):
+        w = vocab[int(rng.integers(len(vocab)))]
+        if rng.random() < 0.15:
+            w = w.capitalize()
+        parts.append(w)
+        if rng.random() < 0.12:
+            parts.append(PUNCT[int(rng.integers(len(PUNCT)))])
+    out = ""
+    for p in parts:
+        out += (SEPARATORS[int(rng.integers(len(SEPARATORS)))] if out else "") + p
+    if rng.random() < 0.05:
+        out = "  " + out + " "
+    return out
+
+
+def perturb(rng: np.random.Generator, caption: str, vocab: list[str]) -> str:
+    words = caption.split()
+    for _ in range(int(rng.integers(0, 4))):
+        if words:
+            words[int(rng.integers(len(words)))] = vocab[int(rng.integers(len(vocab)))]
+    cut = int(rng.integers(0, len(words) + 1)) if rng.random() < 0.3 else len(words)
+    return " ".join(words[:cut])
+
+
+def random_corpus(seed: int, n: int, max_refs: int = 1) -> tuple[dict, dict]:
+    rng = np.random.default_rng(seed)
+    vocab = WORDS + [f"w{i}" for i in range(int(rng.integers(20, 200)))]
+    refs, hyps = {}, {}
+    for i in range(n):
+        key = f"s{seed}_{i}"
+        refs[key] = [random_caption(rng, vocab) for _ in range(int(rng.integers(1, max_refs + 1)))]
+        kind = rng.random()
+        if kind < 0.1:
+            hyps[key] = refs[key][0]
+        elif kind < 0.5:
+            hyps[key] = perturb(rng, refs[key][int(rng.integers(len(refs[key])))], vocab)
+        elif kind < 0.56:
+            hyps[key] = ["", " ", "...", "the", "?!"][int(rng.integers(5))]
+        else:
+            hyps[key] = random_caption(rng, vocab)
+    return refs, hyps
+
+
+def coco_tokenize(captions: dict) -> dict[str, list[str]]:
+    return PTBTokenizer().tokenize({k: [{"caption": c} for c in ([v] if isinstance(v, str) else v)]
+                                    for k, v in captions.items()})
+
+
+def coco_scores(gts: dict, res: dict) -> dict:
+    bleu, bleu_img = Bleu(4).compute_score(gts, res, verbose=0)
+    rouge, rouge_img = Rouge().compute_score(gts, res)
+    cider, cider_img = Cider().compute_score(gts, res)
+    return {"bleu": np.array(bleu), "bleu_img": np.array(bleu_img).T, "rouge_l": rouge,
+            "rouge_img": rouge_img, "cider": cider, "cider_img": cider_img}
+
+
+def assert_matches_coco(ours: text.TextScores, coco: dict) -> None:
+    np.testing.assert_allclose(bleu_from_stats(ours.bleu_stats), coco["bleu"], rtol=0, atol=TOL)
+    for k in range(4):
+        assert abs(ours.metrics[f"bleu_{k + 1}"] - coco["bleu"][k]) < TOL
+    np.testing.assert_allclose(ours.bleu_per_image(), coco["bleu_img"], rtol=0, atol=TOL)
+    assert abs(ours.metrics["rouge_l"] - coco["rouge_l"]) < TOL
+    np.testing.assert_allclose(ours.per_image["rouge_l"], coco["rouge_img"], rtol=0, atol=TOL)
+    assert abs(ours.metrics["cider"] - coco["cider"]) < TOL
+    np.testing.assert_allclose(ours.per_image["cider"], coco["cider_img"], rtol=0, atol=TOL)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    """Two random corpora (one reference per image; 1-3 references), tokenized both ways.
+
+    Four Java calls in all: pycocoevalcap's PTBTokenizer and ours, on references and hypotheses.
+    """
+    single_refs, single_hyps = random_corpus(1, 400)
+    multi_refs, multi_hyps = random_corpus(2, 250, max_refs=3)
+    refs, hyps = {**single_refs, **multi_refs}, {**single_hyps, **multi_hyps}
+    coco_gts, coco_res = coco_tokenize(refs), coco_tokenize(hyps)
+    ours_gts, ours_res = tokenize(refs), tokenize(hyps)
+    return {"single": (list(single_refs), refs, hyps), "multi": (list(multi_refs), refs, hyps),
+            "coco": (coco_gts, coco_res), "ours": (ours_gts, ours_res)}
+
+
+def _split(corpus, name):
+    ids = corpus[name][0]
+    gts, res = corpus["coco"]
+    return {k: gts[k] for k in ids}, {k: res[k] for k in ids}
+
+
+# ------------------------------------------------------------------------------ tokenization
+def test_tokenize_equals_ptbtokenizer(corpus):
+    coco_gts, coco_res = corpus["coco"]
+    ours_gts, ours_res = corpus["ours"]
+    assert ours_gts == coco_gts
+    assert ours_res == coco_res
+    joined = [c for v in coco_gts.values() for c in v]
+    assert "" in joined and any(not c.isascii() for c in joined)   # the corpus is not trivial
+    assert any(c == "" for v in coco_res.values() for c in v)
+
+
+def test_tokenize_line_breaks_empty_and_unicode():
+    captions = {"a": "Left eye\rblurry.", "b": "nose\r\nlip", "c": "x\x0by\x0cz",
+                "d": "p\u2028q\u2029r", "e": "", "f": "Café “naïve” — 日本語, isn't it?",
+                "g": ["", "The END."], "h": "last\n"}
+    out = tokenize(captions)
+    assert out == {"a": ["left eye blurry"], "b": ["nose lip"], "c": ["x y z"], "d": ["p q r"],
+                   "e": [""], "f": ["café naïve 日本語 is n't it"], "g": ["", "the end"], "h": ["last"]}
+    assert ptb.ptb_tokenize_lines([]) == []
+
+
+def test_tokenizer_never_writes_into_site_packages(monkeypatch, tmp_path):
+    package_dir = ptb.pycocoevalcap_file("tokenizer", "stanford-corenlp-3.4.1.jar").parent
+    used = []
+    real = ptb.tempfile.TemporaryDirectory
+
+    def recording(*args, **kwargs):
+        tmp = real(*args, dir=tmp_path, **kwargs)
+        used.append(Path(tmp.name))
+        return tmp
+
+    monkeypatch.setattr(ptb.tempfile, "TemporaryDirectory", recording)
+    assert ptb.ptb_tokenize_lines(["The nose."]) == ["the nose"]
+    assert len(used) == 1 and package_dir not in used[0].parents and not used[0].exists()
+
+
+# -------------------------------------------------------------------- BLEU, ROUGE-L, CIDEr-D
+@pytest.mark.parametrize("name", ["single", "multi"])
+def test_scores_equal_pycocoevalcap(corpus, name):
+    gts, res = _split(corpus, name)
+    reference = TextReference.build(gts, pretokenized=True)
+    ours = score_captions(reference, {k: v[0] for k, v in res.items()}, meteor=False, pretokenized=True)
+    assert ours.ids == list(gts)
+    assert_matches_coco(ours, coco_scores(gts, res))
+    assert ours.bleu_stats.shape == (len(gts), len(BLEU_STAT_COLUMNS))
+    assert set(ours.metrics) == {"bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider"}
+
+
+def test_subset_idf(corpus):
+    gts, res = _split(corpus, "single")
+    reference = TextReference.build(gts, pretokenized=True)
+    hyps = {k: v[0] for k, v in res.items()}
+    rng = np.random.default_rng(5)
+    ids = [k for k in gts if rng.random() < 0.4]
+    sub = score_captions(reference, hyps, ids, meteor=False, pretokenized=True)
+    assert sub.ids == ids
+    assert_matches_coco(sub, coco_scores({k: gts[k] for k in ids}, {k: res[k] for k in ids}))
+    # idf="all": the per-image CIDEr-D of a run over every image, averaged over the subset
+    full = coco_scores(gts, res)
+    every = score_captions(reference, hyps, ids, meteor=False, pretokenized=True, idf="all")
+    position = {k: i for i, k in enumerate(gts)}
+    expected = full["cider_img"][[position[k] for k in ids]]
+    np.testing.assert_allclose(every.per_image["cider"], expected, rtol=0, atol=TOL)
+    assert abs(every.metrics["cider"] - sub.metrics["cider"]) > 1e-3
+    assert every.metrics["bleu_4"] == sub.metrics["bleu_4"]
+
+
+def test_bleu_from_stats_bootstrap_replicate(corpus):
+    gts, res = _split(corpus, "multi")
+    reference = TextReference.build(gts, pretokenized=True)
+    ours = score_captions(reference, {k: v[0] for k, v in res.items()}, meteor=False, pretokenized=True)
+    np.testing.assert_allclose(bleu_from_stats(ours.bleu_stats),
+                               Bleu(4).compute_score(gts, res, verbose=0)[0], rtol=0, atol=TOL)
+    # a resample with repeats == pycocoevalcap on the resampled corpus
+    rng = np.random.default_rng(7)
+    pick = rng.integers(0, len(ours.ids), len(ours.ids))
+    keys = [ours.ids[i] for i in pick]
+    boot_gts = {f"{k}#{j}": gts[k] for j, k in enumerate(keys)}
+    boot_res = {f"{k}#{j}": res[k] for j, k in enumerate(keys)}
+    np.testing.assert_allclose(bleu_from_stats(ours.bleu_stats[pick]),
+                               Bleu(4).compute_score(boot_gts, boot_res, verbose=0)[0], rtol=0, atol=TOL)
+    # many replicates at once from summed rows
+    counts = np.stack([np.bincount(rng.integers(0, len(pick), len(pick)), minlength=len(pick))
+                       for _ in range(3)])
+    totals = counts @ ours.bleu_stats
+    assert bleu_from_totals(totals).shape == (3, 4)
+    repeated = np.repeat(ours.bleu_stats, counts[1], axis=0)
+    np.testing.assert_allclose(bleu_from_totals(totals)[1], bleu_from_stats(repeated), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError):
+        bleu_from_stats(ours.bleu_stats[0])
+
+
+def test_hand_computed_examples():
+    ref = TextReference.build({"a": ["the cat sat on the mat"], "b": ["a b"], "c": ["a b c d"],
+                               "d": ["x y z w"]}, pretokenized=True)
+    hyps = {"a": "the cat sat on a mat", "b": "a b", "c": "a b", "d": "x y z w"}
+    s = score_captions(ref, hyps, meteor=False, pretokenized=True)
+    bleu = s.bleu_per_image()
+    # a: clipped n-gram precisions 5/6, 3/5, 2/4, 1/3; equal lengths; LCS 5 of 6 words
+    np.testing.assert_allclose(bleu[0], [5 / 6, math.sqrt(1 / 2), (1 / 4) ** (1 / 3), (1 / 12) ** (1 / 4)],
+                               atol=1e-8)
+    assert s.per_image["rouge_l"][0] == pytest.approx(5 / 6, abs=1e-12)
+    # b: identical 2-word caption: no 3-/4-grams, pycocoevalcap's epsilons give (1e-15/1e-9)^(1/n)
+    np.testing.assert_allclose(bleu[1], [1, 1, 1e-2, 1e-3], rtol=1e-6)
+    # c: half the length: brevity penalty exp(1 - 4/2)
+    assert bleu[2][0] == pytest.approx(math.exp(-1), rel=1e-8)
+    # d: identical 4-word caption: BLEU 1, ROUGE-L 1
+    np.testing.assert_allclose(bleu[3], 1.0, atol=1e-8)
+    assert s.per_image["rouge_l"][3] == 1.0
+    # CIDEr-D with two images, each hypothesis = its reference: uni/bigram cosines 1, no 3/4-grams
+    two = TextReference.build({"p": ["a b"], "q": ["c d"]}, pretokenized=True)
+    t = score_captions(two, {"p": "a b", "q": "c d"}, meteor=False, pretokenized=True)
+    np.testing.assert_allclose(t.per_image["cider"], [5.0, 5.0], atol=1e-12)
+    # a single image always scores CIDEr-D 0 (all document frequencies = 1 = number of images)
+    one = score_captions(two, {"p": "a b"}, ["p"], meteor=False, pretokenized=True)
+    assert one.metrics["cider"] == 0.0
+    assert Cider().compute_score({"p": ["a b"]}, {"p": ["a b"]})[0] == 0.0
+    # empty hypothesis scores 0 everywhere
+    e = score_captions(two, {"p": "", "q": "c d"}, meteor=False, pretokenized=True)
+    assert e.per_image["cider"][0] == 0.0 and e.per_image["rouge_l"][0] == 0.0
+    assert e.bleu_stats[0].tolist() == [0, 0, 0, 0, 0, 0, 0, 0, 0, 2]
+
+
+def test_pickle_and_errors(corpus):
+    gts, res = _split(corpus, "multi")
+    reference = TextReference.build(gts, pretokenized=True)
+    hyps = {k: v[0] for k, v in res.items()}
+    again = pickle.loads(pickle.dumps(reference))
+    a = score_captions(reference, hyps, meteor=False, pretokenized=True)
+    b = score_captions(again, hyps, meteor=False, pretokenized=True)
+    assert a.metrics == b.metrics and np.array_equal(a.bleu_stats, b.bleu_stats)
+    first = next(iter(gts))
+    with pytest.raises(ValueError, match="without a hypothesis"):
+        score_captions(reference, {first: "x"}, meteor=False, pretokenized=True)
+    with pytest.raises(KeyError):
+        score_captions(reference, hyps, ["nope"], meteor=False, pretokenized=True)
+    with pytest.raises(ValueError, match="duplicate"):
+        score_captions(reference, hyps, [first, first], meteor=False, pretokenized=True)
+    with pytest.raises(ValueError, match="one hypothesis"):
+        score_captions(reference, {**hyps, first: ["x", "y"]}, meteor=False, pretokenized=True)
+    with pytest.raises(ValueError, match="single line"):
+        score_captions(reference, {**hyps, first: "x\ny"}, meteor=False, pretokenized=True)
+    with pytest.raises(ValueError):
+        TextReference.build({"a": []})
+    assert first in reference and len(reference) == len(gts)
+
+
+# -------------------------------------------------- end to end through Java, with METEOR
+def test_end_to_end_with_meteor(corpus, monkeypatch):
+    ids, refs, hyps = corpus["single"]
+    ids = ids[:120]
+    gts, res = _split(corpus, "single")
+    gts, res = {k: gts[k] for k in ids}, {k: res[k] for k in ids}
+    started = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(*args, **kwargs):
+        proc = real_popen(*args, **kwargs)
+        started.append(proc)
+        return proc
+
+    monkeypatch.setattr(text.subprocess, "Popen", recording_popen)
+    reference = TextReference.build({k: refs[k] for k in ids})          # Java: PTB on references
+    ours = score_captions(reference, hyps, ids, meteor=True)             # Java: PTB + METEOR
+    monkeypatch.setattr(text.subprocess, "Popen", real_popen)
+    assert reference.refs == [gts[k] for k in ids]
+    assert ours.tokenized == [res[k][0] for k in ids]
+    assert_matches_coco(ours, coco_scores(gts, res))
+    meteor = Meteor()
+    try:
+        total, segments = meteor.compute_score(gts, res)
+    finally:
+        del meteor
+    assert abs(ours.metrics["meteor"] - total) < TOL
+    np.testing.assert_allclose(ours.per_image["meteor"], segments, rtol=0, atol=TOL)
+    assert len(started) == 3 and all(p.poll() is not None for p in started)  # PTB x2, METEOR: closed
+    again = score_captions(reference, dict(zip(ours.ids, ours.tokenized)), meteor=False, pretokenized=True)
+    assert again.metrics == {k: v for k, v in ours.metrics.items() if k != "meteor"}
+
+
+def test_meteor_process_closed_on_failure(monkeypatch):
+    started = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(*args, **kwargs):
+        proc = real_popen(*args, **kwargs)
+        started.append(proc)
+        return proc
+
+    def broken(proc):
+        raise ValueError("simulated")
+
+    monkeypatch.setattr(text.subprocess, "Popen", recording_popen)
+    monkeypatch.setattr(text, "_read_line", broken)
+    with pytest.raises(RuntimeError, match="METEOR failed"):
+        meteor_score([["a b"]], ["a b"])
+    assert len(started) == 1 and started[0].poll() is not None
+    with pytest.raises(ValueError):
+        meteor_score([["a"]], ["a", "b"])
+
+
+# ----------------------------------------------------------------------- evaluate module
+def test_evaluate_module(corpus):
+    import evaluate
+
+    ids, refs, hyps = corpus["multi"]
+    ids = ids[:80]
+    metric = evaluate.load(str(HF_MODULE))
+    multi = metric.compute(predictions=[hyps[k] for k in ids], references=[refs[k] for k in ids])
+    expected = score_captions(TextReference.build({str(i): refs[k] for i, k in enumerate(ids)}),
+                              {str(i): hyps[k] for i, k in enumerate(ids)}, meteor=False)
+    assert multi == expected.metrics
+    single = metric.compute(predictions=[hyps[k] for k in ids], references=[refs[k][0] for k in ids])
+    gts, res = _split(corpus, "multi")
+    coco = coco_scores({k: gts[k][:1] for k in ids}, {k: res[k] for k in ids})
+    assert abs(single["cider"] - coco["cider"]) < TOL and abs(single["bleu_4"] - coco["bleu"][3]) < TOL
+    assert abs(single["rouge_l"] - coco["rouge_l"]) < TOL
+
+
+@pytest.mark.slow
+def test_evaluate_module_meteor_in_fresh_process(tmp_path):
+    code = ("import evaluate; m = evaluate.load(%r); "
+            "print(m.compute(predictions=['the nose is blurred'], "
+            "references=[['The nose looks blurred.']], meteor=True))" % str(HF_MODULE))
+    env = {**os.environ, "HF_EVALUATE_OFFLINE": "1", "HF_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    result = eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 - a dict literal we printed
+    expected = score_captions(TextReference.build({"0": ["The nose looks blurred."]}),
+                              {"0": "the nose is blurred"}, meteor=True).metrics
+    assert result == pytest.approx(expected, abs=1e-12)
