@@ -173,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=2000, help="mini-MMTT items over train/eval/test")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=256, help="image side in pixels")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (training and the harness)")
+    p.add_argument("--no-serve", action="store_true", help="print the board instead of serving it")
+    p.add_argument("--port", type=int, default=8501, help="board port (default 8501)")
+    p.add_argument("--verbose", action="store_true", help="progress bars of every step")
     p.set_defaults(func=cmd_demo)
     return parser
 
