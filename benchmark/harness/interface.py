@@ -44,7 +44,12 @@ class Output:
 
 @runtime_checkable
 class Model(Protocol):
-    """A forgery localizer and/or explainer, ready for inference."""
+    """A forgery localizer and/or explainer, ready for inference.
+
+    Optional attributes the harness reads when present: `batch_size` (its default batch),
+    `checkpoint` and `checkpoint_id` (the folder it was loaded from and a hash of it: part of a
+    run's identity, so a run is never resumed with a retrained model).
+    """
 
     name: str
     kind: Kind

@@ -1,0 +1,1 @@
+"""Explanation baselines: prior, retrieval, region template and zero-shot vision-language models."""
