@@ -177,7 +177,7 @@ def test_prior_is_the_medoid_explanation(tmp_path: Path) -> None:
 
 
 def test_retrieval_returns_the_explanation_of_an_identical_train_image(data: Path, tmp_path: Path) -> None:
-    retrieval.train_retrieval(data, tmp_path / "r", encoder="fixed", device="cpu", workers=0)
+    retrieval.train_retrieval(data, tmp_path / "r", encoder="none", device="cpu", workers=0)
     model = retrieval.build_retrieval(tmp_path / "r", k=1).to("cpu")
     train = load_split(data, "train")
     ids = train.ids[:4]
@@ -190,12 +190,16 @@ def test_retrieval_returns_the_explanation_of_an_identical_train_image(data: Pat
     assert result.summary["tasks"] == ["interpretation"] and result.summary["metrics"]["cider"] >= 0
 
 
-def test_retrieval_with_a_learned_encoder(data: Path, tmp_path: Path) -> None:
-    summary = retrieval.train_retrieval(data, tmp_path / "r", epochs=1, batch_size=8, device="cpu", workers=0,
-                                        progress=False)
-    assert (tmp_path / "r" / "encoder.safetensors").is_file()
-    assert set(summary["eval"]) == {"eval_region_accuracy", "eval_family_accuracy"}
-    model = retrieval.build_retrieval(tmp_path / "r", k=3)
+def test_retrieval_with_a_localizer_as_encoder(data: Path, tmp_path: Path) -> None:
+    registry.train("unet", data=data, out=tmp_path / "unet", epochs=1, batch_size=8, device="cpu", workers=0,
+                   progress=False, image_size=64)
+    summary = retrieval.train_retrieval(data, tmp_path / "r", encoder="unet", encoder_checkpoint=str(tmp_path / "unet"),
+                                        device="cpu", workers=0)
+    assert summary["encoder"] == "unet"
+    with pytest.raises(BenchmarkError, match="not a localizer"):
+        retrieval.train_retrieval(data, tmp_path / "r2", encoder="prior", device="cpu")
+    model = retrieval.build_retrieval(tmp_path / "r", k=3, encoder_checkpoint=str(tmp_path / "unet"))
+    assert model.describer.localizer.name == "unet" and "+" in model.checkpoint_id
     log = run(model, data, tmp_path / "sub")
     train_captions = {r.caption for r in load_split(data, "train").records}
     lines = [json.loads(x) for x in (tmp_path / "sub" / "predictions.jsonl").read_text().splitlines()]

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def _score(capsys, sub: Path, data: Path) -> dict:
     from benchmark.cli import main
 
-    assert main(["score", str(sub), "--data", str(data), "--split", "test", "--json", "--no-meteor", "--n-boot", "0"]) == 0
+    assert main(["score", str(sub), "--data", str(data), "--split", "test", "--json", "--no-meteor", "--n-boot", "10"]) == 0
     return json.loads(capsys.readouterr().out)["metrics"]
 
 

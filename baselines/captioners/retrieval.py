@@ -64,6 +64,9 @@ class Describer:
         """Raw parts: the fixed blocks and, with a localizer, its pooled mask."""
         out = feature_blocks(images)
         if self.localizer is not None:
+            size = int(self.localizer.image_size)
+            if images.shape[-1] != size:
+                images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
             masks = self.localizer.predict(Batch(images=images, ids=[], sizes=[])).masks.float()
             out["mask"] = F.adaptive_avg_pool2d(masks.unsqueeze(1), MASK_GRID).flatten(1)
         return out
