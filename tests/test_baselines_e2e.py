@@ -18,11 +18,11 @@ TRAIN_OPTIONS = {"unet": ["--epochs", "1"], "segformer": ["--epochs", "1"]}
 RUN_OPTIONS = {f: ["--option", "max_new_tokens=6", "--option", "num_beams=2"] for f in FAMILIES}
 
 
-def _importable(target: str) -> bool:
-    try:
-        importlib.import_module(target.partition(":")[0])
-    except ImportError:
+def _ours(entry) -> bool:
+    """Every entry but ForgeryTalker's (its own tests train and run it: tests/test_forgerytalker*.py)."""
+    if entry.name.startswith("forgerytalker"):
         return False
+    importlib.import_module(entry.target.partition(":")[0])
     return True
 
 
@@ -34,7 +34,9 @@ def test_every_registered_model_runs_and_scores(tmp_path: Path, capsys, monkeypa
     ckpts = tmp_path / "ckpt"
     for family in FAMILIES:
         write_tiny_checkpoint(family, ckpts / family)
-    entries = [e for e in registry.entries() if _importable(e.target)]
+    # ForgeryTalker runs through the harness in tests/test_forgerytalker_slow.py (trained tiny
+    # model) and loads from converted weights in tests/test_forgerytalker_convert.py
+    entries = [e for e in registry.entries() if _importable(e.target) and not e.name.startswith("forgerytalker")]
     assert {"unet", "segformer", "prior", "retrieval", "template", "blip", "instructblip"} <= {e.name for e in entries}
     learned_first = sorted((e for e in entries if e.trainer), key=lambda e: e.name not in ("unet", "segformer"))
     for e in learned_first:  # the localizers first: template and retrieval use the unet
