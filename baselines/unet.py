@@ -91,5 +91,6 @@ def train_unet(data: Path, out: Path | None = None, *, epochs: int = 5, batch_si
     summary = fit(net, Path(data), cfg, image_size=image_size, mask_size=image_size // unshuffle)
     path = ckpt.resolve(NAME, out)
     ckpt.save_tensors(path, net.state_dict())
-    ckpt.write_meta(path, NAME, {"arch": {"widths": widths, "unshuffle": unshuffle, "forensic": forensic}, "image_size": image_size, "train": summary})
+    ckpt.write_meta(path, NAME, {"arch": {"widths": widths, "unshuffle": unshuffle, "forensic": forensic},
+                                 "image_size": image_size, "train": summary})
     return {"checkpoint": str(path), **summary}

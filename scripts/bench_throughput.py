@@ -43,13 +43,16 @@ def loader_rate(split, n: int, size: int, batch_size: int, workers: int, device:
     items = [Item(i, r.image_id, split.image_files[r.image_id]) for i, r in enumerate(split.records[:n])]
     loader = make_loader(SplitImages(items, size), batch_grid(len(items), batch_size), workers=workers,
                          pin_memory=device.type == "cuda")
-    start = time.perf_counter()
-    count = 0
-    for batch in loader:
+    start, count = None, 0
+    for batch in loader:  # timed from the first batch on: worker start-up is not throughput
         to_device(batch["images"], device)
+        if start is None:
+            _sync(device)
+            start = time.perf_counter()
+            continue
         count += len(batch["indices"])
     _sync(device)
-    return count / (time.perf_counter() - start)
+    return count / (time.perf_counter() - start) if count else float("nan")
 
 
 @torch.inference_mode()
@@ -102,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     n = min(args.n, len(split))
     names = args.models.split(",") if args.models else [e.name for e in registry.entries()]
     rows, loader_cache = [], {}
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"device {device} ({where}), "
           f"precision {precision}, batch {args.batch_size}, {workers} loader workers, {n} images of split "
           f"'{split.name}'", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:

@@ -74,7 +74,8 @@ class Fixed:
     def predict(self, batch: Batch) -> Output:
         b = len(batch.ids)
         masks = self.masks(b) if callable(self.masks) else torch.full((b, self.size, self.size), 0.5)
-        captions = self.captions(batch.ids) if callable(self.captions) else [f"The nose of {i} looks smeared." for i in batch.ids]
+        captions = (self.captions(batch.ids) if callable(self.captions)
+                    else [f"The nose of {i} looks smeared." for i in batch.ids])
         return Output(masks=masks, captions=captions)
 
 

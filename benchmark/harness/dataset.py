@@ -57,7 +57,9 @@ class SplitImages(Dataset):
         try:
             array, size = read_resized(item.path, self.image_size, item.image_id)
         except Exception as exc:  # a broken file must not kill the worker: it is reported by the loop
-            msg = str(exc) if str(exc).startswith("image_id") else f"image_id {item.image_id!r}: cannot read image {item.path}: {exc}"
+            msg = str(exc)
+            if not msg.startswith("image_id"):
+                msg = f"image_id {item.image_id!r}: cannot read image {item.path}: {exc}"
             return {"index": item.index, "image": None, "size": (0, 0), "error": msg}
         tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
         return {"index": item.index, "image": tensor, "size": size, "error": None}

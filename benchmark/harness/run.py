@@ -112,7 +112,8 @@ def _prepare_out(out: Path, config: dict[str, Any], overwrite: bool) -> None:
     log = _read_json(out / RUN_LOG)
     if log and log.get("complete"):
         if log.get("config") != config:
-            raise BenchmarkError(f"{out}: holds a finished run with other settings ({_diff(log.get('config') or {}, config)}); "
+            diff = _diff(log.get("config") or {}, config)
+            raise BenchmarkError(f"{out}: holds a finished run with other settings ({diff}); "
                                  "choose another --out or pass --overwrite")
         return
     partial = _read_json(out / PARTIAL / CONFIG)
@@ -141,15 +142,18 @@ def _check_output(model: Model, out: Output, ids: list[str]) -> tuple[torch.Tens
             raise BenchmarkError(f"model '{model.name}' returned masks of shape {shape} for a batch of {b} "
                                  f"(expected ({b}, h, w)); first image_id {ids[0]!r}")
         m = m.float()
-        bad = ~torch.isfinite(m).flatten(1).all(dim=1) | (m.flatten(1).amin(dim=1) < -1e-4) | (m.flatten(1).amax(dim=1) > 1 + 1e-4)
+        flat = m.flatten(1)
+        bad = ~torch.isfinite(flat).all(dim=1) | (flat.amin(dim=1) < -1e-4) | (flat.amax(dim=1) > 1 + 1e-4)
         if bool(bad.any()):
             i = int(bad.nonzero()[0])
-            raise BenchmarkError(f"model '{model.name}' returned mask values outside [0, 1] (or NaN) for image_id {ids[i]!r}")
+            raise BenchmarkError(f"model '{model.name}' returned mask values outside [0, 1] (or NaN) "
+                                 f"for image_id {ids[i]!r}")
         masks = (m.clamp_(0, 1) * 255).round_().to(torch.uint8).cpu()
     if model.kind in ("captioner", "both"):
         caps = out.captions
         if not isinstance(caps, (list, tuple)) or len(caps) != b or not all(isinstance(c, str) for c in caps):
-            raise BenchmarkError(f"model '{model.name}' must return {b} caption strings for the batch starting at image_id {ids[0]!r}")
+            raise BenchmarkError(f"model '{model.name}' must return {b} caption strings for the batch "
+                                 f"starting at image_id {ids[0]!r}")
         captions = [" ".join(c.split()) for c in caps]  # no newline or control whitespace in a caption
         for image_id, c in zip(ids, captions):
             if not c:
@@ -221,6 +225,10 @@ def run_model(model: Model, split: Split, out: Path | str, options: RunOptions,
                 if kill_after and n_batches >= kill_after:
                     writer.close()
                     os.kill(os.getpid(), signal.SIGKILL)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            writer.close()  # keep what was finished: a re-run resumes after it
+        raise
     finally:
         bar.close()
     writer.close()

@@ -149,6 +149,8 @@ class StreamWriter:
 
     def close(self) -> None:
         """Wait for every queued batch (re-raising a write error) and close the journal."""
+        if self._fh.closed:
+            return
         try:
             while self._pending:
                 self._pending.popleft().result()
