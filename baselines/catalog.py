@@ -40,10 +40,12 @@ register(Entry("prior", "captioner", "training", "baselines.captioners.prior:bui
                trainer="baselines.captioners.prior:train_prior"))
 register(Entry("retrieval", "captioner", "training", "baselines.captioners.retrieval:build_retrieval",
                "Nearest train images by a descriptor (a localizer's mask, default unet, + layout, gradients, "
-               "colour, noise); consensus of their explanations", trainer="baselines.captioners.retrieval:train_retrieval"))
+               "colour, noise); consensus of their explanations", trainer="baselines.captioners.retrieval:train_retrieval",
+               uses=("unet",)))
 register(Entry("template", "both", "training", "baselines.captioners.template:build_template",
                "A localizer's mask (default unet) + an explanation naming the face parts it covers, "
-               "in the words annotators use for them", trainer="baselines.captioners.template:train_template"))
+               "in the words annotators use for them", trainer="baselines.captioners.template:train_template",
+               uses=("unet",)))
 
 # Zero-shot vision-language models (baselines/captioners/vlm.py): a local pretrained folder
 register(Entry("blip", "captioner", "checkpoint", "baselines.captioners.vlm:build_blip",

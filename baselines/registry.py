@@ -21,6 +21,7 @@ class Entry:
     target: str          # "module:callable" building the model: callable(**options) -> Model
     description: str
     trainer: str | None = None  # "module:callable" for `mmtt train`: callable(**options) -> checkpoint dir
+    uses: tuple[str, ...] = ()  # models whose trained checkpoint this one's training reads (train those first)
 
 
 _REGISTRY: dict[str, Entry] = {}

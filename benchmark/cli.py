@@ -176,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (training and the harness)")
     p.add_argument("--no-serve", action="store_true", help="print the board instead of serving it")
     p.add_argument("--port", type=int, default=8501, help="board port (default 8501)")
-    p.add_argument("--verbose", action="store_true", help="progress bars of every step")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="jobs at once in training, harness and submit stages (default: one per core, at most 4)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -104,3 +104,38 @@ def test_official_harness_output_scores_under_both_protocols(release, tmp_path):
     done = _mmtt("score", str(out / "test_captions.jsonl"), "--masks", str(masks), "--data", str(root),
                  "--protocol", "official", "--json", "--no-meteor", "--n-boot", "50")
     assert done.returncode == 0, done.stderr
+
+
+def test_the_demo_pipeline_runs_on_the_release_layout(release, tmp_path, monkeypatch):
+    """train -> run through the harness -> score -> split add -> submit -> leaderboard, pointed at
+    the release layout (`-simple` train/eval JSONs, `.jpg` attribute images) with no conversion."""
+    root, splits = release
+    monkeypatch.setenv("MMTT_CHECKPOINTS", str(tmp_path / "ckpt"))
+    db = tmp_path / "board.sqlite"
+    done = _mmtt("train", "prior", "--data", str(root), "--quiet")  # reads train-mutilabel-simple.json
+    assert done.returncode == 0, done.stderr
+    runs = {}
+    for model in ("prior", "centre-ellipse"):
+        out = tmp_path / "runs" / model
+        done = _mmtt("run", model, "--data", str(root), "--split", "test", "--out", str(out),
+                     "--device", "cpu", "--workers", "0", "--quiet")
+        assert done.returncode == 0, done.stderr
+        runs[model] = out
+        done = _mmtt("score", str(out), "--data", str(root), "--split", "test", "--json", "--no-meteor",
+                     "--n-boot", "20")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["n_scored"] == len(splits["test-mutilabel.json"])
+    done = _mmtt("split", "add", "--data", str(root), "--split", "test", "--db", str(db))
+    assert done.returncode == 0, done.stderr
+    for model, out in runs.items():
+        done = _mmtt("submit", str(out), "--data", str(root), "--split", "test", "--db", str(db), "--name", model,
+                     "--baseline", "--no-meteor", "--n-boot", "20", "--json")
+        assert done.returncode == 0, done.stderr
+    done = _mmtt("leaderboard", "--db", str(db), "--split", "test", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert sorted(r["entry"] for r in rows) == ["centre-ellipse", "prior"]
+    assert all(r["n_scored"] == len(splits["test-mutilabel.json"]) and r["n_missing"] == 0 for r in rows)
+    prior_row = next(r for r in rows if r["entry"] == "prior")
+    # the prior's one explanation is a train caption: it scores on text and has no mask
+    assert prior_row["metrics"]["cider"] > 0

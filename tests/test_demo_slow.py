@@ -1,0 +1,55 @@
+"""`mmtt demo` end to end on a small mini-MMTT: every stage runs, every runnable registered model
+reaches the board on eval and test, and a second run reuses everything it can."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import baselines.catalog  # noqa: F401
+from baselines import registry
+
+
+def _mmtt(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "benchmark", *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_then_cached(tmp_path: Path) -> None:
+    work = tmp_path / "demo"
+    args = ("demo", "--workdir", str(work), "--n", "100", "--no-serve", "--device", "cpu")
+    first = _mmtt(*args)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    out = first.stdout
+    for step in ("1/5", "2/5", "3/5", "4/5", "5/5"):
+        assert f"== {step}" in out
+    runnable = sorted(e.name for e in registry.entries() if e.needs != "checkpoint")
+    not_run = sorted(e.name for e in registry.entries() if e.needs == "checkpoint")
+    for name in not_run:  # said, never silently dropped
+        assert f"{name} " in out and "not run: needs pretrained weights" in out
+    db = work / "board.sqlite"
+    for split in ("eval", "test"):
+        board = _mmtt("leaderboard", "--db", str(db), "--split", split, "--json")
+        assert board.returncode == 0, board.stderr
+        rows = json.loads(board.stdout)
+        assert sorted(r["entry"] for r in rows) == runnable
+        assert all(r["baseline"] and r["n_missing"] == 0 and r["n_scored"] == 15 for r in rows)
+    # the terminal table names every entry
+    table = out[out.index("== 5/5"):]
+    assert all(name in table for name in runnable)
+    assert "forgerytalker-tiny" in table
+
+    second = _mmtt(*args)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    again = second.stdout
+    assert "reusing" in again.split("== 2/5")[0]  # the data
+    trained = [e.name for e in registry.entries() if e.needs == "training"]
+    for name in trained:
+        assert any(line.split()[:2] == [name, "reusing"] for line in again.splitlines()), name
+    assert "training (log" not in again
+    assert again.count("unchanged") >= 2 * len(runnable)  # stored submissions are not scored again
+    rows2 = json.loads(_mmtt("leaderboard", "--db", str(db), "--split", "test", "--json").stdout)
+    assert len(rows2) == len(runnable)
