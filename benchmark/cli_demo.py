@@ -110,7 +110,7 @@ def run_demo(args: argparse.Namespace) -> int:
                         logs / f"train-{e.name}.log", after=after, on_done=_trained))
     if jobs:
         for j in jobs:
-            print(f"   {j.name[6:]:<20} training (log: {j.log})", flush=True)
+            print(f"   {j.name[6:]:<20} to train (log: {j.log})", flush=True)
         run_jobs(jobs, slots=slots, env=env)
     _done(t0)
 

@@ -49,7 +49,7 @@ def test_demo_end_to_end_then_cached(tmp_path: Path) -> None:
     trained = [e.name for e in registry.entries() if e.needs == "training"]
     for name in trained:
         assert any(line.split()[:2] == [name, "reusing"] for line in again.splitlines()), name
-    assert "training (log" not in again
+    assert "to train (log" not in again
     assert again.count("unchanged") >= 2 * len(runnable)  # stored submissions are not scored again
     rows2 = json.loads(_mmtt("leaderboard", "--db", str(db), "--split", "test", "--json").stdout)
     assert len(rows2) == len(runnable)
