@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import tempfile
 import time
@@ -57,24 +58,24 @@ def loader_rate(split, n: int, size: int, batch_size: int, workers: int, device:
 
 @torch.inference_mode()
 def model_rate(model, split, n: int, batch_size: int, device: torch.device, precision: str) -> float:
-    items = [Item(i, r.image_id, split.image_files[r.image_id]) for i, r in enumerate(split.records[:batch_size])]
-    batch = next(iter(make_loader(SplitImages(items, model.image_size), [list(range(len(items)))], workers=0,
-                                  pin_memory=False)))
-    images = to_device(batch["images"], device)
-    b = Batch(images=images, ids=[it.image_id for it in items], sizes=batch["sizes"], paths=[str(it.path) for it in items])
+    """`predict` over the same n images the other rates use, decoded beforehand and already on
+    the device (captioners' generation length depends on the image, so no batch is repeated)."""
+    items = [Item(i, r.image_id, split.image_files[r.image_id]) for i, r in enumerate(split.records[:n])]
+    loader = make_loader(SplitImages(items, model.image_size), batch_grid(len(items), batch_size), workers=0,
+                         pin_memory=False)
+    batches = [Batch(images=to_device(b["images"], device), ids=[items[i].image_id for i in b["indices"]],
+                     sizes=b["sizes"], paths=[str(items[i].path) for i in b["indices"]]) for b in loader]
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     with autocast:
-        model.predict(b)  # warm-up
+        model.predict(batches[0])  # warm-up
         _sync(device)
         start = time.perf_counter()
-        count = 0
-        while count < n:
+        for b in batches:
             out = model.predict(b)
             if out.masks is not None:
                 out.masks.float().mul(255).round().to(torch.uint8).cpu()
-            count += len(items)
         _sync(device)
-    return count / (time.perf_counter() - start)
+    return len(items) / (time.perf_counter() - start)
 
 
 def end_to_end_rate(model, split, out: Path, batch_size: int, workers: int, device: torch.device, precision: str) -> float:
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=256, help="images per measurement")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    if args.checkpoints:  # models built on another model's checkpoint (template, retrieval) look there too
+        os.environ["MMTT_CHECKPOINTS"] = str(Path(args.checkpoints).resolve())
 
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)

@@ -9,6 +9,7 @@ the parent writes the split JSONs in plan order. So the files are byte-identical
 
 from __future__ import annotations
 
+import ctypes
 import json
 import multiprocessing as mp
 import os
@@ -159,8 +160,10 @@ def sample(index: int, n: int = 2000, seed: int = 0, size: int = 256) -> tuple[n
 
 def write_png(path: Path, array: np.ndarray, level: int = PNG_LEVEL) -> None:
     """An 8-bit greyscale (HxW) or RGB (HxWx3) PNG with the 'Up' filter on every row and
-    zlib at `level`: about twice as fast as the general-purpose encoder, which tries
-    several filters per row, for files of the same size."""
+    zlib at `level` matching runs only: faster than the general-purpose encoder, which tries
+    several filters per row, and than zlib's default search for long matches, which noisy
+    photographs hardly have (photos ~5% larger and ~20% faster to write; masks smaller and
+    4x faster)."""
     a = np.ascontiguousarray(array, dtype=np.uint8)
     h, w = a.shape[:2]
     channels = 1 if a.ndim == 2 else a.shape[2]
@@ -174,8 +177,9 @@ def write_png(path: Path, array: np.ndarray, level: int = PNG_LEVEL) -> None:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", w, h, 8, {1: 0, 3: 2}[channels], 0, 0, 0)
+    z = zlib.compressobj(level, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
     with open(path, "wb") as fh:
-        fh.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw.tobytes(), level))
+        fh.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", z.compress(raw) + z.flush())
                  + chunk(b"IEND", b""))
 
 
@@ -185,7 +189,19 @@ def _save(item: Item, root: Path) -> None:
         Image.fromarray(item.forged).save(root / s.img_path, "JPEG", quality=JPEG_QUALITY)
     else:
         write_png(root / s.img_path, item.forged)
-    write_png(root / s.mask_path, item.mask.astype(np.uint8) * 255, level=6)
+    write_png(root / s.mask_path, item.mask.view(np.uint8) * np.uint8(255))
+
+
+def _init_worker() -> None:
+    """Let glibc keep freed memory instead of returning it to the kernel: rendering allocates
+    numpy temporaries of a few hundred KB by the thousand, and giving them back means
+    page-faulting them in again every time (a third of a worker's system time)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to tune
+        return
+    libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+    libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
 
 
 def _work(task: tuple[ItemSpec, int, int, str]) -> dict[str, Any]:
@@ -226,7 +242,7 @@ def generate(out_dir: Path, n: int = 2000, seed: int = 0, size: int = 256, worke
     else:
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
         chunk = max(1, min(8, n // (workers * 6)))
-        with ctx.Pool(workers) as pool:
+        with ctx.Pool(workers, initializer=_init_worker) as pool:
             for r in pool.imap_unordered(_work, tasks, chunksize=chunk):
                 results[r["index"]] = r
                 bar.update(1)

@@ -21,8 +21,8 @@ from PIL import Image
 
 from benchmark.data.regions import REGIONS
 from benchmark.data.synth.raster import (
-    F32, Frame, Layer, _ramp, between, between_alpha, blur, ellipse, ellipse_alpha, jpeg_roundtrip, paint, rgb,
-    shade, smooth_noise, stroke, stroke_alpha, superellipse, superellipse_alpha,
+    F32, Frame, Layer, _ramp, between, between_alpha, blur, blur_lines, ellipse, ellipse_alpha, jpeg_roundtrip,
+    paint, rgb, shade, smooth_noise, stroke, stroke_alpha, superellipse, superellipse_alpha,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -454,7 +454,8 @@ class _Painter:
 
     # ---- scene ------------------------------------------------------------------------------
     def background(self) -> None:
-        full = _memo(("bg", self.scene, self.size), self._background)
+        sc = self.scene  # keyed on what the backdrop depends on: a relit scene shares it
+        full = _memo(("bg", sc.seed, sc.bg_style, sc.bg_a, sc.bg_b, self.size), self._background)
         r, c = self.fr.area()
         self.img[:, r, c] = full[:, r, c]
 
@@ -479,9 +480,11 @@ class _Painter:
         else:
             r = np.sqrt((x * 0.9) ** 2 + (y - 0.45) ** 2)
             img = img * (F32(1.08) - F32(0.18) * r)  # studio vignette/spot
-        small = np.clip(img * F32(255.0) + F32(0.5), 0, 255).astype(np.uint8).transpose(1, 2, 0)
-        full = Image.fromarray(np.ascontiguousarray(small), "RGB").resize((self.size, self.size), Image.BILINEAR)
-        return np.asarray(full, dtype=F32).transpose(2, 0, 1) * F32(1 / 255.0)
+        small = np.clip(img, 0, 1)
+        full = np.empty((3, self.size, self.size), F32)
+        for c in range(3):
+            full[c] = np.asarray(Image.fromarray(small[c]).resize((self.size, self.size), Image.BILINEAR))
+        return full
 
     def _grain(self, stream: str) -> np.ndarray:
         """Per-pixel grain in [0, 1] for hairy textures (same in every re-render)."""
@@ -1188,7 +1191,11 @@ def camera(clean: np.ndarray, scene: Scene, rng: np.random.Generator, *, noise: 
     _, h, w = clean.shape
     size = max(h, w)
     sig = (scene.blur_px if blur_px is None else blur_px) * (scale or size) / 256
-    img = blur(clean, sig, axes=(1, 2))
+    # blurring along rows is fastest on contiguous lines: blur them, then work on the
+    # transposed copy (3, W, H), which also sets up the HxWx3 output
+    img = blur_lines(clean, sig)
+    img = blur_lines(np.ascontiguousarray(img.transpose(0, 2, 1)), sig)
+    h, w = w, h
     nz = (scene.noise if noise is None else noise) / 255.0
     if nz > 0:
         size = max(256, 1 << (size - 1).bit_length())  # crops share the bank of a standard size
@@ -1207,6 +1214,6 @@ def camera(clean: np.ndarray, scene: Scene, rng: np.random.Generator, *, noise: 
     img *= F32(255.0)
     img += F32(0.5)
     np.clip(img, 0, 255, out=img)
-    out = np.ascontiguousarray(img.astype(np.uint8).transpose(1, 2, 0))
+    out = np.ascontiguousarray(img.astype(np.uint8).transpose(2, 1, 0))
     q = scene.jpeg_q if jpeg_q is None else jpeg_q
     return jpeg_roundtrip(out, q) if q else out

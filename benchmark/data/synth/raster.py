@@ -271,7 +271,9 @@ def paint(img: np.ndarray, layer: Layer | None, colour, opacity: float = 1.0) ->
     elif col.shape[1:] != region.shape[1:] and col.shape[1:] != (1, 1):
         col = col[:, r, c]
     a = layer.a if opacity == 1.0 else layer.a * F32(opacity)
-    region += (col - region) * a
+    delta = np.subtract(col, region, dtype=F32)  # one temporary, updated in place
+    delta *= a
+    region += delta
 
 
 def shade(img: np.ndarray, layer: Layer | None, factor: float | np.ndarray) -> None:
@@ -280,21 +282,41 @@ def shade(img: np.ndarray, layer: Layer | None, factor: float | np.ndarray) -> N
         return
     r, c = layer.win
     f = np.asarray(factor, dtype=F32)
-    img[:, r, c] *= F32(1.0) + (f - F32(1.0)) * layer.a
+    gain = (f - F32(1.0)) * layer.a
+    gain += F32(1.0)
+    img[:, r, c] *= gain
 
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int,
                  channels: int = 0) -> np.ndarray:
     """Smooth random field ~N(0,1) per cell, upsampled bilinearly: skin mottling, lighting
-    irregularities, background blobs. Cheap because the randomness lives on a coarse grid.
-    With `channels`, the result is planar (channels, H, W)."""
+    irregularities, background blobs. Cheap because the randomness lives on a coarse grid and
+    the upsampling is two small matrix products. With `channels`, the result is planar
+    (channels, H, W)."""
     h, w = shape
     ch = max(channels, 1)
+    rows, cols = _lerp_matrix(cells, h), _lerp_matrix(cells, w).T
     out = np.empty((ch, h, w), F32)
     for c in range(ch):
         g = rng.standard_normal((cells, cells)).astype(F32)
-        out[c] = np.asarray(Image.fromarray(g, mode="F").resize((w, h), Image.BILINEAR))
+        np.matmul(rows, g @ cols, out=out[c])
     return out if channels else out[0]
+
+
+_LERP: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _lerp_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) weights of bilinear upsampling with pixel centres aligned and edges held
+    (what PIL's BILINEAR resize does when enlarging)."""
+    m = _LERP.get((n_in, n_out))
+    if m is None:
+        centre = (np.arange(n_out) + 0.5) * (n_in / n_out)
+        m = np.maximum(0.0, 1.0 - np.abs(np.arange(n_in) + 0.5 - centre[:, None]))
+        m = (m / m.sum(1, keepdims=True)).astype(F32)
+        m.flags.writeable = False
+        _LERP[(n_in, n_out)] = m
+    return m
 
 
 def blur(a: np.ndarray, sigma: float, axes: tuple[int, int] = (0, 1)) -> np.ndarray:
@@ -309,9 +331,15 @@ def blur(a: np.ndarray, sigma: float, axes: tuple[int, int] = (0, 1)) -> np.ndar
         return _grow(blur(small, math.sqrt(max(sigma * sigma - f * f / 4.0, 0.25)) / f, axes), f,
                      (a.shape[axes[0]], a.shape[axes[1]]), axes)
     out = np.asarray(a, dtype=F32)
-    for axis in axes:  # scipy's C loop; taps beyond the array take the edge value
-        out = ndimage.gaussian_filter1d(out, sigma, axis=axis, mode="nearest", truncate=3.0, output=F32)
+    for axis in axes:
+        out = blur_lines(out, sigma, axis)
     return out
+
+
+def blur_lines(a: np.ndarray, sigma: float, axis: int = -1) -> np.ndarray:
+    """Gaussian blur along one axis (scipy's C loop; taps beyond the array take the edge
+    value). Along the last axis the lines are contiguous: twice as fast as across them."""
+    return ndimage.gaussian_filter1d(a, sigma, axis=axis, mode="nearest", truncate=3.0, output=F32)
 
 
 def _shrink(a: np.ndarray, f: int, axes: tuple[int, int]) -> np.ndarray:
@@ -375,4 +403,4 @@ def jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, "JPEG", quality=int(quality))
     buf.seek(0)
-    return np.asarray(Image.open(buf).convert("RGB")).copy()
+    return np.array(Image.open(buf))
