@@ -98,13 +98,15 @@ def run_demo(args: argparse.Namespace) -> int:
     t0 = _step(f"2/5 training the models that learn from the train split ({slots} at a time)")
     trainable = [e for e in entries if e.needs == "training"]
     jobs: list[Job] = []
+    cached = {e.name for e in trainable
+              if (ckpts / e.name / META).is_file() or (ckpts / e.name / "config.json").is_file()}
     for e in sorted(trainable, key=lambda e: -TRAIN_COST.get(e.name, 0)):  # the longest first
         ckpt = ckpts / e.name
-        if (ckpt / META).is_file() or (ckpt / "config.json").is_file():
+        if e.name in cached:
             print(f"   {e.name:<20} reusing {ckpt}")
             continue
         epochs = ["--epochs", str(DEMO_EPOCHS[e.name])] if e.name in DEMO_EPOCHS else []
-        after = tuple(f"train {u}" for u in e.uses if any(j.name == f"train {u}" for j in jobs))
+        after = tuple(f"train {u}" for u in e.uses if u not in cached)
         jobs.append(Job(f"train {e.name}", ["train", e.name, "--data", str(data), "--out", str(ckpt),
                                             "--device", args.device, "--quiet", *epochs],
                         logs / f"train-{e.name}.log", after=after, on_done=_trained))
@@ -162,25 +164,19 @@ RUN_COST = {"retrieval": 20, "segformer": 12, "blur-inconsistency": 10, "noise-r
             "forgerytalker-tiny": 8, "template": 8, "unet": 8, "ela": 6}
 
 
-def _json_tail(job) -> dict:
-    """The JSON object a verb printed last with --json (its log also holds progress lines)."""
-    text = job.log.read_text(encoding="utf-8", errors="replace")
-    start = text.rfind("\n{")
-    start = 0 if text.startswith("{") and start < 0 else start + 1
-    try:
-        return json.loads(text[start:])
-    except json.JSONDecodeError:
-        return {}
+def _json_output(job) -> dict:
+    """The JSON object the verb printed (with --json) as its whole standard output."""
+    return json.loads(job.output.read_text(encoding="utf-8"))
 
 
 def _trained(job, seconds: float) -> None:
-    last = [ln for ln in job.log.read_text(encoding="utf-8", errors="replace").splitlines() if ln.startswith("trained")]
+    last = [ln for ln in job.output.read_text(encoding="utf-8").splitlines() if ln.startswith("trained")]
     detail = "  " + last[-1].split("(", 1)[-1].rstrip(")") if last else ""
     print(f"   {job.name[6:]:<20} trained in {seconds:.1f} s{detail}", flush=True)
 
 
 def _ran(job, seconds: float) -> None:
-    log = _json_tail(job)
+    log = _json_output(job)
     how = ("reusing the finished run" if log.get("already_complete")
            else f"{log.get('computed_items', 0)} images, {log.get('images_per_s') or 0:.1f}/s")
     name, split = job.name.rsplit(" ", 1)
@@ -188,7 +184,7 @@ def _ran(job, seconds: float) -> None:
 
 
 def _submitted(job, seconds: float) -> None:
-    result = _json_tail(job)
+    result = _json_output(job)
     metrics = result.get("metrics", {})
     shown = "  ".join(f"{k} {metrics[k]:.3f}" for k in ("iou", "cider") if metrics.get(k) is not None)
     if result.get("duplicate"):

@@ -2,9 +2,9 @@
 
 The demo's stages are many small single-threaded jobs (a 1-thread training, a harness run, a
 scoring pass with its Java tokenizer): on a 2-core machine running them one after another leaves a
-core idle most of the time. Each job writes its output to its own log file; a failing job stops the
-run (the others are terminated) and its log's last lines are shown, so the located error a verb
-prints is never lost.
+core idle most of the time. Each job's standard output and messages go to files of its own; a
+failing job stops the run (the others are terminated) and the last lines of its messages are
+shown, so the located error a verb prints is never lost.
 """
 
 from __future__ import annotations
@@ -29,9 +29,14 @@ class Job:
     argv: list[str]
     log: Path
     after: tuple[str, ...] = ()
-    on_done: Callable[["Job", float], None] | None = None  # reports the result (reads the log)
+    on_done: Callable[["Job", float], None] | None = None  # reports the result (reads `output`)
     proc: subprocess.Popen | None = field(default=None, repr=False)
     started: float = 0.0
+
+    @property
+    def output(self) -> Path:
+        """Where the verb's standard output goes (its messages and progress go to `log`)."""
+        return self.log.with_suffix(".out")
 
 
 def run_jobs(jobs: list[Job], *, slots: int, env: dict[str, str] | None = None, heartbeat: float = 30.0,
@@ -53,10 +58,9 @@ def run_jobs(jobs: list[Job], *, slots: int, env: dict[str, str] | None = None, 
             for j in ready[:max(0, slots - len(running))]:
                 pending.remove(j)
                 j.log.parent.mkdir(parents=True, exist_ok=True)
-                with open(j.log, "wb") as fh:
-                    j.proc = subprocess.Popen([sys.executable, "-m", "benchmark", *j.argv], stdout=fh,
-                                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                              env=env, start_new_session=True)
+                with open(j.output, "wb") as out, open(j.log, "wb") as err:
+                    j.proc = subprocess.Popen([sys.executable, "-m", "benchmark", *j.argv], stdout=out, stderr=err,
+                                              stdin=subprocess.DEVNULL, env=env, start_new_session=True)
                 j.started = time.perf_counter()
                 running.append(j)
             if not running:

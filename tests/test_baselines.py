@@ -29,13 +29,7 @@ from tests.conftest import make_random_dataset
 FAST = ScoreOptions(meteor=False, n_boot=100)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine threads only wait."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 OWN = {"empty", "full", "centre-ellipse", "ela", "noise-residual", "blur-inconsistency", "unet", "segformer",
        "prior", "retrieval", "template", "blip", "blip2", "instructblip"}
 

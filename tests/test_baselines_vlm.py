@@ -17,13 +17,7 @@ from benchmark.harness.run import RunOptions, run_model
 from benchmark.scoring.score import ScoreOptions, score_submission
 from tests.conftest import make_random_dataset
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine threads only wait."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 VOCAB = set(WORDS) | {".", ",", ":", "?"}

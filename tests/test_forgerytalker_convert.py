@@ -29,13 +29,7 @@ CORPUS = ["The nose looks smeared and the left cheek has a repeated texture.",
           "The lips are waxy, the skin tone changes and the eyes do not match."]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is faster than two fighting over a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_official_config(tok) -> ForgeryTalkerConfig:

@@ -279,23 +279,29 @@ def test_pickle_and_errors(corpus):
 
 
 # -------------------------------------------------- end to end through Java, with METEOR
-def test_end_to_end_with_meteor(corpus, monkeypatch):
-    ids, refs, hyps = corpus["single"]
-    ids = ids[:120]
-    gts, res = _split(corpus, "single")
-    gts, res = {k: gts[k] for k in ids}, {k: res[k] for k in ids}
-    started = []
+@pytest.fixture
+def started(monkeypatch) -> list[subprocess.Popen]:
+    """Every process the text metrics start (to check each one is closed)."""
+    procs: list[subprocess.Popen] = []
     real_popen = subprocess.Popen
 
     def recording_popen(*args, **kwargs):
         proc = real_popen(*args, **kwargs)
-        started.append(proc)
+        procs.append(proc)
         return proc
 
     monkeypatch.setattr(text.subprocess, "Popen", recording_popen)
+    return procs
+
+
+def test_end_to_end_with_meteor(corpus, started):
+    ids, refs, hyps = corpus["single"]
+    ids = ids[:120]
+    gts, res = _split(corpus, "single")
+    gts, res = {k: gts[k] for k in ids}, {k: res[k] for k in ids}
     reference = TextReference.build({k: refs[k] for k in ids})          # Java: PTB on references
     ours = score_captions(reference, hyps, ids, meteor=True)             # Java: PTB + METEOR
-    monkeypatch.setattr(text.subprocess, "Popen", real_popen)
+    java = list(started)
     assert reference.refs == [gts[k] for k in ids]
     assert ours.tokenized == [res[k][0] for k in ids]
     assert_matches_coco(ours, coco_scores(gts, res))
@@ -306,24 +312,15 @@ def test_end_to_end_with_meteor(corpus, monkeypatch):
         del meteor
     assert abs(ours.metrics["meteor"] - total) < TOL
     np.testing.assert_allclose(ours.per_image["meteor"], segments, rtol=0, atol=TOL)
-    assert len(started) == 3 and all(p.poll() is not None for p in started)  # PTB x2, METEOR: closed
+    assert len(java) == 3 and all(p.poll() is not None for p in java)  # PTB x2, METEOR: closed
     again = score_captions(reference, dict(zip(ours.ids, ours.tokenized)), meteor=False, pretokenized=True)
     assert again.metrics == {k: v for k, v in ours.metrics.items() if k != "meteor"}
 
 
-def test_meteor_process_closed_on_failure(monkeypatch):
-    started = []
-    real_popen = subprocess.Popen
-
-    def recording_popen(*args, **kwargs):
-        proc = real_popen(*args, **kwargs)
-        started.append(proc)
-        return proc
-
+def test_meteor_process_closed_on_failure(monkeypatch, started):
     def broken(proc):
         raise ValueError("simulated")
 
-    monkeypatch.setattr(text.subprocess, "Popen", recording_popen)
     monkeypatch.setattr(text, "_read_line", broken)
     with pytest.raises(RuntimeError, match="METEOR failed"):
         meteor_score([["a b"]], ["a b"])

@@ -1,0 +1,46 @@
+"""The demo's job runner: dependencies are waited for, slots are respected, a failure stops the
+run with the failing verb's own message and leaves nothing running."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmark.errors import BenchmarkError
+from benchmark.jobs import Job, run_jobs
+
+
+def _job(tmp: Path, name: str, argv: list[str], after: tuple[str, ...] = (), done: list | None = None) -> Job:
+    def record(job: Job, seconds: float) -> None:
+        done.append((job.name, time.perf_counter(), job.output.read_text()))
+    return Job(name, argv, tmp / f"{name}.log", after=after, on_done=record if done is not None else None)
+
+
+def test_dependencies_run_first_and_outputs_are_kept_apart(tmp_path: Path) -> None:
+    done: list = []
+    jobs = [_job(tmp_path, "b", ["models", "--json"], after=("a",), done=done),
+            _job(tmp_path, "a", ["models"], done=done),
+            _job(tmp_path, "c", ["models", "--json"], done=done)]
+    run_jobs(jobs, slots=2)
+    order = [name for name, _, _ in done]
+    assert sorted(order) == ["a", "b", "c"] and order.index("a") < order.index("b")
+    outputs = {name: out for name, _, out in done}
+    assert outputs["b"].lstrip().startswith("[") and "model" in outputs["a"]  # stdout only, no messages
+
+
+def test_a_failing_job_stops_the_run_with_its_message(tmp_path: Path) -> None:
+    jobs = [_job(tmp_path, "bad", ["run", "no-such-model", "--data", str(tmp_path), "--out", str(tmp_path / "o")]),
+            _job(tmp_path, "later", ["models"], after=("bad",))]
+    with pytest.raises(BenchmarkError) as err:
+        run_jobs(jobs, slots=1)
+    text = str(err.value)
+    assert "`mmtt run no-such-model" in text and "exit 2" in text and "unknown model 'no-such-model'" in text
+    assert jobs[1].proc is None  # its dependency failed: never started
+
+
+def test_unknown_dependency_and_cycles_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown jobs"):
+        run_jobs([_job(tmp_path, "a", ["models"], after=("nope",))], slots=1)
+    with pytest.raises(BenchmarkError, match="wait for each other"):
+        run_jobs([_job(tmp_path, "a", ["models"], after=("b",)), _job(tmp_path, "b", ["models"], after=("a",))],
+                 slots=2)
