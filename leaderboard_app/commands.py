@@ -105,7 +105,7 @@ def cmd_board(args: argparse.Namespace) -> int:
         raise BenchmarkError(f"{args.data}: data directory not found")
     config = AppConfig(db=url, data=Path(args.data).absolute() if args.data else None,
                        files=Path(args.files).absolute() if args.files else None,
-                       max_upload_mb=args.max_upload_mb, n_boot=args.n_boot, meteor=not args.no_meteor,
+                       max_upload_mb=args.max_upload_mb, n_boot=args.n_boot, api=args.api,
                        title=args.title)
     port = args.port or free_port(args.address if args.address not in ("0.0.0.0", "::") else "127.0.0.1")
     if not port_free(args.address, port):
@@ -172,7 +172,7 @@ def _token_rows(session) -> list[Any]:
     from sqlalchemy import select
 
     from benchmark.store.models import Setting
-    from leaderboard_app.tokens import KEY_PREFIX, TokenRecord
+    from benchmark.store.tokens import KEY_PREFIX, TokenRecord
 
     rows = session.scalars(select(Setting).where(Setting.key.startswith(KEY_PREFIX)).order_by(Setting.key))
     return [r for r in (TokenRecord.from_value(s.value) for s in rows) if r is not None]
@@ -191,7 +191,7 @@ def _open_board(args: argparse.Namespace):
 
 def cmd_token_add(args: argparse.Namespace) -> int:
     from benchmark.store.models import Setting
-    from leaderboard_app.tokens import new_token, setting_key
+    from benchmark.store.tokens import new_token, setting_key
 
     team = (args.team or "").strip()
     if not team or len(team) > 200 or any(ord(c) < 32 for c in team):
@@ -233,7 +233,7 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
     from benchmark.store.models import Setting
-    from leaderboard_app.tokens import TokenRecord, setting_key
+    from benchmark.store.tokens import TokenRecord, setting_key
 
     def write(session) -> str:
         row = session.get(Setting, setting_key(args.id))
@@ -265,12 +265,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8501, help="port (default 8501; 0: any free port)")
     p.add_argument("--address", default="localhost",
                    help="interface to listen on (default localhost; 0.0.0.0 to publish it)")
-    p.add_argument("--data", help="data root: enables the sample gallery and web submissions")
+    p.add_argument("--data", help="data root: enables the sample gallery")
+    p.add_argument("--api", help="the submission API's URL (`mmtt serve`): enables the Submit page")
     p.add_argument("--files", help="folder of kept submission files (default: the store's rule)")
     p.add_argument("--max-upload-mb", type=float, default=512.0,
                    help="largest web upload in MiB (default 512; the board's max_upload_mb rule applies if lower)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for web submissions and Compare")
-    p.add_argument("--no-meteor", action="store_true", help="skip METEOR when scoring web submissions")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for Compare")
     p.add_argument("--title", default="MMTT Leaderboard", help="the board's title")
     p.set_defaults(func=cmd_board)
     actions = p.add_subparsers(dest="board_command", metavar="ACTION")

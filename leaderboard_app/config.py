@@ -22,11 +22,11 @@ DEFAULT_MAX_UPLOAD_MB = 512.0
 @dataclass(frozen=True)
 class AppConfig:
     db: str                      # SQLAlchemy URL (a path is turned into a SQLite URL)
-    data: Path | None            # data root: gallery truth and web submissions; None = neither
+    data: Path | None            # data root: the sample gallery's truth; None = no gallery
     files: Path | None           # kept submission files (None: the store's rule)
     max_upload_mb: float         # upload cap of the Submit page (the board's own rule may be lower)
-    n_boot: int                  # bootstrap replicates for web submissions and comparisons
-    meteor: bool                 # METEOR on web submissions (needs Java)
+    n_boot: int                  # bootstrap replicates for comparisons
+    api: str | None              # the submission API the Submit page posts to; None = submissions closed
     title: str
 
 
@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--files")
     p.add_argument("--max-upload-mb", type=float)
     p.add_argument("--n-boot", type=int)
-    p.add_argument("--no-meteor", action="store_true", default=None)
+    p.add_argument("--api")
     p.add_argument("--title")
     return p
 
@@ -69,10 +69,10 @@ def load_config(argv: list[str] | None = None, env: dict[str, str] | None = None
     cap = args.max_upload_mb if args.max_upload_mb is not None else float(
         env.get("MMTT_BOARD_MAX_UPLOAD_MB") or DEFAULT_MAX_UPLOAD_MB)
     n_boot = args.n_boot if args.n_boot is not None else int(env.get("MMTT_BOARD_N_BOOT") or 1000)
-    no_meteor = bool(args.no_meteor) or env.get("MMTT_BOARD_NO_METEOR", "") not in ("", "0")
+    api = pick(args.api, "MMTT_BOARD_API")
     return AppConfig(db=resolve_url(db), data=Path(data).expanduser().absolute() if data else None,
                      files=Path(files).expanduser().absolute() if files else None,
-                     max_upload_mb=cap, n_boot=n_boot, meteor=not no_meteor,
+                     max_upload_mb=cap, n_boot=n_boot, api=api.rstrip("/") if api else None,
                      title=pick(args.title, "MMTT_BOARD_TITLE") or "MMTT Leaderboard")
 
 
@@ -83,8 +83,8 @@ def to_argv(config: AppConfig) -> list[str]:
         out += ["--data", str(config.data)]
     if config.files:
         out += ["--files", str(config.files)]
-    if not config.meteor:
-        out.append("--no-meteor")
+    if config.api:
+        out += ["--api", config.api]
     if config.title != "MMTT Leaderboard":
         out += ["--title", config.title]
     return out

@@ -1,9 +1,10 @@
-"""Web submissions: token first, then size, then the store's own `submit` (validate, score, store).
+"""Web submissions go through the submission API: the page uploads, the service's workers score.
 
-Order matters: nothing is written — no file kept, no row — before the token checks out and the
-upload is within the cap. After that, the store's atomic submit takes over: any problem it finds
-is recorded as a failed submission and reported here in plain words, every problem listed.
-The team is the token's (a token is issued to one team), whatever the manifest says.
+The board itself never scores nor writes: `handle_upload` checks what it can see (a name, an
+archive's name, the size against the board's cap), then posts the archive to the API
+(`benchmark.service.client`), which checks the token, keeps the files, applies the rules and
+queues the job. `follow` reads the job's state back. Every refusal comes back in plain words,
+every problem listed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from benchmark.errors import BenchmarkError
 from leaderboard_app import queries
@@ -27,8 +28,7 @@ class IntakeResult:
     ok: bool
     message: str
     problems: list[str] = field(default_factory=list)
-    outcome: Any = None            # benchmark.store.submission.SubmitOutcome on success
-    written: bool = False          # whether the board was touched (False for token/size/name refusals)
+    answer: dict[str, Any] = field(default_factory=dict)   # the API's answer (submission_id, status, ...)
 
 
 def _refuse(message: str, problems: list[str] | None = None) -> IntakeResult:
@@ -48,17 +48,13 @@ def safe_filename(name: str) -> str | None:
 
 
 def handle_upload(cfg: AppConfig, *, token: str, name: str, split: str, filename: str, payload: bytes,
-                  allow_missing: bool = False, scorer: Callable | None = None) -> IntakeResult:
-    """Check, then submit an uploaded archive; never raises for a user's mistake."""
-    from benchmark.store.submission import SubmitRequest, submit
+                  allow_missing: bool = False) -> IntakeResult:
+    """Post an uploaded archive to the submission API; never raises for a user's mistake."""
+    from benchmark.service.client import submit_archive
 
-    record = queries.verify_token(cfg.db, token or "")
-    if record is None:
-        return _refuse("This submission token is not valid (unknown, mistyped or revoked). "
-                       "Tokens are issued by the board's maintainers; nothing was submitted.")
-    if cfg.data is None:
-        return _refuse("Web submissions are closed on this server: it was started without the data root "
-                       "(`--data`), which scoring needs.")
+    if cfg.api is None:
+        return _refuse("Web submissions are closed on this board: it was started without the submission API "
+                       "(`--api URL`).")
     cap = queries.upload_cap_mb(cfg.db, cfg.max_upload_mb)
     if len(payload) > cap * MIB:
         return _refuse(f"The upload is {len(payload) / MIB:.1f} MiB, over this board's limit of {cap:g} MiB.")
@@ -74,21 +70,21 @@ def handle_upload(cfg: AppConfig, *, token: str, name: str, split: str, filename
     with tempfile.TemporaryDirectory(prefix="mmtt-upload-") as tmp:
         path = Path(tmp) / safe
         path.write_bytes(payload)
-        request = SubmitRequest(path=path, data=cfg.data, name=name, split=split, team=record.team,
-                                allow_missing=allow_missing, meteor=cfg.meteor, n_boot=cfg.n_boot,
-                                max_upload_mb=cap)
         try:
-            with queries.submit_board(cfg.db, cfg.files) as board:
-                outcome = submit(board, request, scorer=scorer)
+            answer = submit_archive(cfg.api, token or "", path, name=name, split=split, allow_missing=allow_missing)
         except BenchmarkError as exc:
-            queries.invalidate()
-            return IntakeResult(ok=False, message=str(exc), problems=list(exc.problems), written=True)
-        except Exception as exc:  # noqa: BLE001 - an internal fault, still told in one line
-            queries.invalidate()
-            return IntakeResult(ok=False, message=f"internal error while scoring: {type(exc).__name__}: {exc}",
-                                written=True)
-    queries.invalidate()
-    what = "Already on the board (identical files)" if outcome.duplicate else "Scored and stored"
-    return IntakeResult(ok=True, message=f"{what}: submission #{outcome.submission_id}, entry '{outcome.entry}' "
-                                         f"of team '{outcome.team}' on split '{outcome.split}'.",
-                        outcome=outcome, written=True)
+            return IntakeResult(ok=False, message=str(exc), problems=list(exc.problems))
+    if answer.get("status") == "scored":
+        return IntakeResult(ok=True, answer=answer, message=f"Already on the board (identical files): submission "
+                                                            f"#{answer['submission_id']}, entry '{answer['entry']}'.")
+    return IntakeResult(ok=True, answer=answer,
+                        message=f"Queued: submission #{answer['submission_id']}, entry '{answer['entry']}' of team "
+                                f"'{answer['team']}' on split '{answer['split']}' (position {answer.get('position')}).")
+
+
+def follow(cfg: AppConfig, token: str, submission_id: int) -> dict[str, Any]:
+    """The submission's state from the API (`queued` / `running` / `scored` / `failed`)."""
+    from benchmark.service.client import status
+
+    assert cfg.api is not None
+    return status(cfg.api, token, submission_id)

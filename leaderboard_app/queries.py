@@ -240,18 +240,9 @@ def compare(url: str, a: str, b: str, split: str, protocol: str = "strict", *, n
 # ------------------------------------------------------------------------------- submit
 def verify_token(url: str, token: str):
     """The token's record when it is valid and not revoked, else None (never cached)."""
-    from benchmark.store.models import Setting
-    from leaderboard_app.tokens import check, setting_key, token_id
+    from benchmark.store.tokens import verify
 
-    tid = token_id(token)
-    if tid is None:
-        return None
-
-    def read(session):
-        row = session.get(Setting, setting_key(tid))
-        return None if row is None else row.value
-
-    return check(token, _read(url, read, "checking the token"))
+    return _read(url, lambda session: verify(session, token or ""), "checking the token")
 
 
 def upload_cap_mb(url: str, app_cap_mb: float) -> float:

@@ -50,7 +50,7 @@ def server(board_world: BoardWorld, tmp_path_factory):
     cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "leaderboard_app" / "app.py"),
            "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
            "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
-           "--", "--db", board_world.url, "--data", str(board_world.data), "--n-boot", "50", "--no-meteor"]
+           "--", "--db", board_world.url, "--data", str(board_world.data), "--n-boot", "50"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMTT_BOARD_")}
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)

@@ -21,13 +21,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_settings_from_argv_then_environment() -> None:
-    cfg = load_config(["--db", "sqlite:////x/b.sqlite", "--data", "/d", "--n-boot", "7", "--no-meteor"],
+    cfg = load_config(["--db", "sqlite:////x/b.sqlite", "--data", "/d", "--n-boot", "7", "--api", "http://h:1/"],
                       env={"MMTT_BOARD_DB": "sqlite:////y.sqlite", "MMTT_BOARD_MAX_UPLOAD_MB": "3"})
-    assert (cfg.db, str(cfg.data), cfg.n_boot, cfg.meteor, cfg.max_upload_mb) == \
-        ("sqlite:////x/b.sqlite", "/d", 7, False, 3.0)
+    assert (cfg.db, str(cfg.data), cfg.n_boot, cfg.api, cfg.max_upload_mb) == \
+        ("sqlite:////x/b.sqlite", "/d", 7, "http://h:1", 3.0)
     assert load_config(to_argv(cfg), env={}) == cfg
-    env_cfg = load_config([], env={"MMTT_BOARD_DB": "/tmp/z.sqlite", "MMTT_BOARD_NO_METEOR": "1"})
-    assert env_cfg.db == "sqlite:////tmp/z.sqlite" and env_cfg.data is None and not env_cfg.meteor
+    env_cfg = load_config([], env={"MMTT_BOARD_DB": "/tmp/z.sqlite", "MMTT_BOARD_API": "http://api"})
+    assert env_cfg.db == "sqlite:////tmp/z.sqlite" and env_cfg.data is None and env_cfg.api == "http://api"
     assert load_config([], env={"MMTT_DB": "postgresql://u:p@h/db"}).db == "postgresql://u:p@h/db"
     cmd = streamlit_command(cfg, port=9999, address="127.0.0.1", cap_mb=2.5)
     assert cmd[cmd.index("--server.port") + 1] == "9999" and cmd[cmd.index("--server.maxUploadSize") + 1] == "3"
@@ -88,6 +88,7 @@ def test_serves_then_stops_cleanly_on_ctrl_c(board_world: BoardWorld) -> None:
 
 
 def test_change_marker_moves_with_the_board(board_world: BoardWorld, tmp_path) -> None:
+    from benchmark.scoring.options import ScoreOptions
     from benchmark.store.submission import SubmitRequest, submit
 
     world = board_world.clone(tmp_path / "b")
@@ -95,7 +96,7 @@ def test_change_marker_moves_with_the_board(board_world: BoardWorld, tmp_path) -
     rows_before, _ = queries.board(world.url, "test")
     with queries.submit_board(world.url, None) as board:
         submit(board, SubmitRequest(path=world.submission("late", team="team-late", seed=21), data=world.data,
-                                    name="late", meteor=False, n_boot=20, cache_dir=world.root / "cache"))
+                                    name="late", score=ScoreOptions(meteor=False, n_boot=20, cache_dir=world.root / "cache")))
     queries.invalidate()
     assert queries.change_marker(world.url) != before
     rows_after, _ = queries.board(world.url, "test")

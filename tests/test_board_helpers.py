@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from sqlalchemy import insert, select
 
+from benchmark.scoring.options import ScoreOptions
 from benchmark.data.split import load_split
 from benchmark.metrics import METRIC_VERSION
 from benchmark.store.board import Board
@@ -29,7 +30,7 @@ from benchmark.store.models import (
     Team,
 )
 from benchmark.store.submission import SubmitRequest, submit
-from leaderboard_app.tokens import new_token, setting_key
+from benchmark.store.tokens import new_token, setting_key
 from tests.conftest import make_random_dataset, write_submission
 
 INJECT_NAME = "<script>alert(1)</script><b>x</b>"
@@ -64,7 +65,6 @@ class BoardWorld:
         else:
             monkeypatch.delenv("MMTT_BOARD_DATA", raising=False)
         monkeypatch.setenv("MMTT_BOARD_N_BOOT", "50")
-        monkeypatch.setenv("MMTT_BOARD_NO_METEOR", "1")
 
     def submission(self, name: str, *, team: str, seed: int, masks=None, captions=None, **manifest) -> Path:
         man = {"model": f"{name}-model", "team": team, "authors": "A. Author", **manifest}
@@ -113,8 +113,8 @@ def build_world(root: Path) -> BoardWorld:
             masks, captions = content.pop("masks", None), content.pop("captions", None)
             path = world.submission(name, team=team, seed=seed, masks=masks, captions=captions, **content)
             for split in ("test", "hidden") if name in ("alpha", "beta") else ("test",):
-                submit(board, SubmitRequest(path=path, data=data, name=name, split=split, meteor=False, n_boot=50,
-                                            cache_dir=root / "cache", **flags))
+                submit(board, SubmitRequest(path=path, data=data, name=name, split=split, **flags,
+                                            score=ScoreOptions(meteor=False, n_boot=50, cache_dir=root / "cache")))
     return world
 
 

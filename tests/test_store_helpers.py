@@ -8,7 +8,7 @@ import io
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,6 +19,7 @@ from sqlalchemy import select, text
 
 from benchmark.data.split import load_split
 from benchmark.metrics import METRIC_VERSION
+from benchmark.scoring.options import ScoreOptions
 from benchmark.store.board import Board
 from benchmark.store.submission import SubmitRequest
 from tests.conftest import make_random_dataset, write_submission
@@ -92,7 +93,11 @@ class World:
         return write_submission(self.root / "subs" / f"{name}-{seed}", self.records, seed=seed, manifest=manifest, **kw)
 
     def request(self, path: Path, name: str, **kw) -> SubmitRequest:
-        return SubmitRequest(path=path, data=self.data, name=name, split="test", **{**FAST, **kw})
+        """A request; scoring options (FAST unless given) and request fields may be mixed in `kw`."""
+        score_fields = {f.name for f in fields(ScoreOptions)}
+        score = ScoreOptions(**{**FAST, **{k: v for k, v in kw.items() if k in score_fields}})
+        rest = {k: v for k, v in kw.items() if k not in score_fields}
+        return SubmitRequest(path=path, data=self.data, name=name, split="test", score=score, **rest)
 
     def board(self) -> Board:
         return Board.open(self.db)

@@ -24,9 +24,10 @@ from benchmark.metrics.mask import EMPTY_TRUTH_POLICY, per_image_scores, summari
 from benchmark.metrics.stats import Bootstrap
 from benchmark.metrics.text import bleu_from_totals, score_captions
 from benchmark.scoring.maskpass import run_mask_pass
+from benchmark.scoring.options import ScoreOptions
 from benchmark.scoring.protocol import Protocol, get_protocol
 from benchmark.scoring.truth import TruthCache
-from submissions.format import DEFAULT_LIMITS, TASKS, Limits
+from submissions.format import TASKS
 from submissions.reader import Problem, Submission, SubmissionError, open_submission, read_manifest, read_predictions
 
 MASK_HEADLINE = ("iou", "f1", "precision", "recall")
@@ -36,19 +37,6 @@ BREAKDOWN_KEYS = ("method", "source")
 CI_METHOD = ("percentile bootstrap over images, {n_boot} replicates, seed {seed}, 95%; corpus BLEU "
              "recomputed from resampled n-gram statistics; CIDEr-D per-image scores resampled with "
              "the IDF held fixed; METEOR as the mean of its segment scores")
-
-
-@dataclass
-class ScoreOptions:
-    protocol: str = "strict"
-    allow_missing: bool = False
-    meteor: bool = True
-    n_boot: int = 1000
-    seed: int = 0
-    cache_dir: Path | None = None
-    progress: bool = False
-    workers: int | None = None  # mask-pass processes (default: up to 4, one per core)
-    limits: Limits = DEFAULT_LIMITS
 
 
 @dataclass

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import BenchmarkError
+from benchmark.scoring.options import ScoreOptions
 from benchmark.store.rules import RULES, TEAM_ENTRY_CHOICES
 
 # SQLAlchemy and the scorer are imported inside the handlers: building the `mmtt` parser (for any
@@ -48,11 +49,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from benchmark.store.submission import SubmitRequest, submit
 
     request = SubmitRequest(path=Path(args.submission), data=Path(args.data), split=args.split, name=args.name,
-                            team=args.team, baseline=args.baseline, private=args.private, protocol=args.protocol,
-                            allow_missing=args.allow_missing, meteor=not args.no_meteor, n_boot=args.n_boot,
-                            seed=args.seed, daily_limit=args.daily_limit, max_upload_mb=args.max_upload_mb,
-                            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-                            progress=args.progress or sys.stderr.isatty())
+                            team=args.team, baseline=args.baseline, private=args.private,
+                            score=ScoreOptions.from_args(args), daily_limit=args.daily_limit,
+                            max_upload_mb=args.max_upload_mb)
     with _open(args) as board:
         outcome = submit(board, request)
     if args.json:
@@ -81,8 +80,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     with _open(args, must_exist=True) as board:
         log = None if args.json else (lambda line: print(line, file=sys.stderr))
         report = rescore(board, Path(args.data), split=args.split, entry=args.entry,
-                         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-                         progress=args.progress, log=log)
+                         local=ScoreOptions.from_args(args), log=log)
     if args.json:
         _print_json(report.to_json())
     else:
@@ -355,16 +353,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--team", help="team (default: the manifest's)")
     p.add_argument("--baseline", action="store_true", help="a maintainer's baseline: always shown, no daily limit")
     p.add_argument("--private", action="store_true", help="keep the entry off the public board")
-    p.add_argument("--protocol", choices=("strict", "official"), default="strict")
-    p.add_argument("--allow-missing", action="store_true",
-                   help="strict: score ids without a prediction as an empty mask and explanation")
-    p.add_argument("--no-meteor", action="store_true", help="skip METEOR (the slowest metric)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for the 95%% CIs")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    ScoreOptions.add_arguments(p)
     p.add_argument("--daily-limit", type=int, help=f"override: {RULES['daily_limit'].help}")
     p.add_argument("--max-upload-mb", type=float, help=f"override: {RULES['max_upload_mb'].help}")
-    p.add_argument("--cache-dir", help="truth cache (default $MMTT_CACHE_DIR or ~/.cache/mmtt-bench)")
-    p.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
     p.add_argument("--json", action="store_true", help="print the stored result as one JSON object")
     _db_arg(p)
     p.set_defaults(func=cmd_submit)
@@ -373,8 +364,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="data root (holds the split JSONs and dataset/)")
     p.add_argument("--split", help="only this split")
     p.add_argument("--entry", help="only this entry")
-    p.add_argument("--cache-dir", help="truth cache (default $MMTT_CACHE_DIR or ~/.cache/mmtt-bench)")
-    p.add_argument("--progress", action="store_true")
+    ScoreOptions.add_arguments(p, ["local"])   # the stored method options are repeated
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _db_arg(p)
     p.set_defaults(func=cmd_rescore)

@@ -11,3 +11,7 @@ class StoreError(BenchmarkError):
 
 class RuleError(StoreError):
     """A submission breaks a challenge rule (daily limit, upload size)."""
+
+
+class DailyLimitError(RuleError):
+    """A team has used its submissions to a split for today (the API answers 429)."""

@@ -11,7 +11,6 @@ lists every metric that moved: entry, split, protocol, metric, old, new.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from benchmark.data.split import load_split
 from benchmark.errors import BenchmarkError
+from benchmark.scoring.options import ScoreOptions
 from benchmark.store.board import Board
 from benchmark.store.db import StoreError
 from benchmark.store.faults import checkpoint
@@ -104,10 +104,12 @@ def _same(a: float | None, b: float | None) -> bool:
 
 
 def rescore(board: Board, data: Path | str, *, split: str | None = None, entry: str | None = None,
-            scorer: Callable | None = None, cache_dir: Path | None = None, progress: bool = False,
+            scorer: Callable | None = None, local: ScoreOptions | None = None,
             log: Callable[[str], None] | None = None) -> RescoreReport:
-    """Re-score every current entry (or those of one split / one entry); see the module doc."""
+    """Re-score every current entry (or those of one split / one entry); see the module doc.
+    `local` gives this machine's options (cache, progress); the method options are the stored ones."""
     scorer = scorer or default_scorer
+    local = local or ScoreOptions()
     targets = board.db.read(lambda s: _targets(s, split, entry), "listing entries")
     if not targets and (split or entry):
         what = " and ".join(f"{k} '{v}'" for k, v in (("split", split), ("entry", entry)) if v)
@@ -124,11 +126,8 @@ def rescore(board: Board, data: Path | str, *, split: str | None = None, entry: 
             data_split, fingerprint = loaded[t.split]
             if not t.files_hash:
                 raise StoreError(f"submission #{t.submission_id} has no kept files")
-            options = json.loads(t.options or "{}")
-            request = SubmitRequest(path=Path(), data=Path(data), name=t.entry, split=t.split, protocol=t.protocol,
-                                    allow_missing=t.allow_missing, meteor=options.get("meteor", True),
-                                    n_boot=options.get("n_boot", 1000), seed=options.get("seed", 0),
-                                    cache_dir=cache_dir, progress=progress)
+            request = SubmitRequest(path=Path(), data=Path(data), name=t.entry, split=t.split,
+                                    score=local.for_stored(t.protocol, t.allow_missing, t.options))
             with tempfile.TemporaryDirectory(prefix="mmtt-rescore-") as tmp:
                 root = board.files.materialize(t.files_hash, Path(tmp) / "submission")
                 result = scorer(root, data_split, request)

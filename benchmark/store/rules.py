@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
-from benchmark.store.errors import RuleError, StoreError
+from benchmark.store.errors import DailyLimitError, StoreError
 
 if TYPE_CHECKING:   # the CLI builds its parser from this module: keep SQLAlchemy out of its import
     from sqlalchemy.orm import Session
@@ -122,5 +122,21 @@ def check_daily_limit(session: "Session", team: str, split: str, limit: int, now
     used = submissions_today(session, team, split, now)
     if used >= limit:
         reset = day_start(now) + timedelta(days=1)
-        raise RuleError(f"team '{team}' has used its {limit} submission(s) to split '{split}' for today "
+        raise DailyLimitError(f"team '{team}' has used its {limit} submission(s) to split '{split}' for today "
                          f"(next at {reset:%Y-%m-%d %H:%M} UTC)")
+
+
+def lock_team_split(session: "Session", team: str, split: str) -> None:
+    """Serialize rule checks for one (team, split) until the transaction ends, so concurrent
+    intakes cannot all squeeze under the daily limit. SQLite's write transactions are already
+    serial (`BEGIN IMMEDIATE`); PostgreSQL's are not under READ COMMITTED: there a transaction-
+    scoped advisory lock keyed by the pair does it (other databases: the unique constraints only)."""
+    import hashlib
+
+    from sqlalchemy import text
+
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(f"mmtt-rules\0{team}\0{split}".encode("utf-8")).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})

@@ -18,21 +18,23 @@ dead: running the same command again takes that row over and finishes the work.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
+import tempfile
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from benchmark.data.split import Split as DataSplit
 from benchmark.data.split import load_split
 from benchmark.errors import BenchmarkError
 from benchmark.metrics import METRIC_VERSION
+from benchmark.scoring.options import ScoreOptions
 from benchmark.store.board import Board
 from benchmark.store.errors import RuleError, StoreError
 from benchmark.store.faults import checkpoint
@@ -47,7 +49,7 @@ from benchmark.store.models import (
     Team,
     utcnow,
 )
-from benchmark.store.rules import check_daily_limit, rule_value
+from benchmark.store.rules import check_daily_limit, lock_team_split, rule_value
 from benchmark.store.scores import add_evaluation, full_summary, prepare, refresh_current
 from submissions.archive import is_archive
 from submissions.format import TASKS, Manifest
@@ -57,6 +59,7 @@ MIB = 1024 * 1024
 MAX_NAME = 200
 MAX_MESSAGE = 8000
 STALE_AFTER = timedelta(hours=6)   # an in-progress row from another host counts as abandoned after this
+DEFAULT_LEASE_S = 60.0             # queued work: a row whose heartbeat stopped this long is taken over ($MMTT_LEASE_S)
 PUBLIC_SUMMARY_KEYS = ("protocol", "protocol_description", "allow_missing", "split", "tasks", "n_truth", "n_scored",
                        "n_missing", "metrics", "ci95", "ci_method", "mask_policy", "clue_policy",
                        "metric_version", "dataset_fingerprint", "submission_hash", "manifest", "warnings")
@@ -73,19 +76,13 @@ class SubmitRequest:
     team: str | None = None
     baseline: bool = False
     private: bool = False
-    protocol: str = "strict"
-    allow_missing: bool = False
-    meteor: bool = True
-    n_boot: int = 1000
-    seed: int = 0
+    score: ScoreOptions = field(default_factory=ScoreOptions)
     daily_limit: int | None = None
     max_upload_mb: float | None = None
-    cache_dir: Path | None = None
-    progress: bool = False
 
     def options_json(self) -> str:
         """The scoring options other than protocol: kept so a re-score repeats them exactly."""
-        return json.dumps({"meteor": self.meteor, "n_boot": self.n_boot, "seed": self.seed}, sort_keys=True)
+        return self.score.method_json()
 
 
 @dataclass
@@ -166,27 +163,50 @@ def _check_name(kind: str, value: str) -> str:
 
 
 def default_scorer(path: Path, split: DataSplit, request: SubmitRequest):
-    from benchmark.scoring.score import ScoreOptions, score_submission
+    from benchmark.scoring.score import score_submission
 
-    options = ScoreOptions(protocol=request.protocol, allow_missing=request.allow_missing, meteor=request.meteor,
-                           n_boot=request.n_boot, seed=request.seed, cache_dir=request.cache_dir,
-                           progress=request.progress)
-    return score_submission(path, split, options)
+    return score_submission(path, split, request.score)
 
 
 def submit(board: Board, request: SubmitRequest, *, scorer: Callable | None = None) -> SubmitOutcome:
     """Validate, score and store `request.path`; raises a `BenchmarkError` (after recording a
     failed row) when anything is wrong. `scorer(path, split, request)` defaults to the real one."""
-    state = _State(entry_name=(request.name or "").strip(), team_name=(request.team or "").strip(),
-                   split_name=request.split, source_name=Path(request.path).name[:500], request=request)
+    state = _new_state(request)
     try:
-        return _submit(board, request, scorer or default_scorer, state)
+        daily_limit = _check_upload(board, request, state)
+        with open_submission(Path(request.path)) as sub:
+            manifest, reservation = _keep_and_reserve(board, sub, state, daily_limit, owner=worker_id())
+            if isinstance(reservation, SubmitOutcome):
+                return reservation
+            return _score_and_store(board, state, manifest, sub.root, scorer or default_scorer)
     except BaseException as exc:
         _record_failure(board, state, exc)
         raise
 
 
-def _submit(board: Board, request: SubmitRequest, scorer: Callable, state: _State) -> SubmitOutcome:
+def enqueue(board: Board, request: SubmitRequest) -> int | SubmitOutcome:
+    """The submission API's intake: steps 1-3 only. The files are kept and a `received` row owned
+    by nobody is reserved (the rules checked in the same transaction); a scoring worker claims it
+    later (`claim` + `score_claimed`). Returns its id, or the outcome when the very same files are
+    already the entry's current score. Refusals are recorded as failed rows, as by `submit`."""
+    state = _new_state(request)
+    try:
+        daily_limit = _check_upload(board, request, state)
+        with open_submission(Path(request.path)) as sub:
+            _, reservation = _keep_and_reserve(board, sub, state, daily_limit, owner="")
+        return reservation
+    except BaseException as exc:
+        _record_failure(board, state, exc)
+        raise
+
+
+def _new_state(request: SubmitRequest) -> _State:
+    return _State(entry_name=(request.name or "").strip(), team_name=(request.team or "").strip(),
+                  split_name=request.split, source_name=Path(request.path).name[:500], request=request)
+
+
+def _check_upload(board: Board, request: SubmitRequest, state: _State) -> int:
+    """Checks that need no transaction (name, path, size); returns the daily limit in force."""
     path = Path(request.path)
     _check_name("entry", request.name)
     if not path.exists():
@@ -200,35 +220,176 @@ def _submit(board: Board, request: SubmitRequest, scorer: Callable, state: _Stat
     state.size = path.stat().st_size if path.is_file() else tree_size(path)
     if state.size > max_mb * MIB:
         raise RuleError(f"{path}: upload is {state.size / MIB:.1f} MiB, over the limit of {max_mb:g} MiB")
+    return daily_limit
 
-    with open_submission(path) as sub:
-        manifest = read_manifest(sub, required=True)
-        assert manifest is not None
-        state.team_name = _check_name("team", request.team or manifest.team)
-        tree = board.files.put_tree(sub.root)
-        state.files_hash = tree.hash
-        checkpoint("stored")
-        reservation = board.db.write(lambda s: _reserve(s, state, daily_limit), "reserving the submission")
-        if isinstance(reservation, SubmitOutcome):
-            return reservation
+
+def _keep_and_reserve(board: Board, sub, state: _State, daily_limit: int, *, owner: str):
+    """Read the manifest, keep the files by content hash, then reserve the row under the rules."""
+    request = state.request
+    manifest = read_manifest(sub, required=True)
+    assert manifest is not None
+    state.team_name = _check_name("team", request.team or manifest.team)
+    tree = board.files.put_tree(sub.root)
+    state.files_hash = tree.hash
+    checkpoint("stored")
+    reservation = board.db.write(lambda s: _reserve(s, state, daily_limit, owner), "reserving the submission")
+    if not isinstance(reservation, SubmitOutcome):
         state.submission_id = reservation
         checkpoint("reserved")
-        board.db.write(lambda s: _set_status(s, reservation, "validating"), "updating the status")
+    return manifest, reservation
+
+
+def _score_and_store(board: Board, state: _State, manifest: Manifest, root: Path, scorer: Callable) -> SubmitOutcome:
+    """Steps 4-5 for a reserved row this process owns; the row's lease is renewed meanwhile."""
+    request, submission_id = state.request, state.submission_id
+    assert submission_id is not None
+    with Heartbeat(board, submission_id):
+        board.db.write(lambda s: _set_status(s, submission_id, "validating"), "updating the status")
         split = load_split(request.data, request.split)
         fingerprint = split.fingerprint
-        board.db.write(lambda s: _set_status(s, reservation, "scoring", state, fingerprint), "updating the status")
-        result = scorer(sub.root, split, request)   # validates every line and file, then scores
+        board.db.write(lambda s: _set_status(s, submission_id, "scoring", state, fingerprint), "updating the status")
+        result = scorer(root, split, request)   # validates every line and file, then scores
         checkpoint("scored")
         prepared = prepare(result)
         return board.db.write(lambda s: _finalize(s, state, manifest, fingerprint, len(split), result, prepared),
                               "storing the scores")
 
 
+# ----------------------------------------------------------------------------- queued work
+def lease_s() -> float:
+    """Seconds without a heartbeat after which an in-progress row counts as abandoned."""
+    return float(os.environ.get("MMTT_LEASE_S") or DEFAULT_LEASE_S)
+
+
+class Heartbeat:
+    """Renews the lease of an in-progress row (its `updated_at`) every third of the lease, from a
+    thread, while the work goes on; a row whose heartbeat stops is taken over by another worker."""
+
+    def __init__(self, board: Board, submission_id: int) -> None:
+        self.board, self.submission_id, self.me = board, submission_id, worker_id()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{submission_id}", daemon=True)
+
+    def _beat(self, session: Session) -> None:
+        session.execute(update(Submission).where(Submission.id == self.submission_id, Submission.worker == self.me,
+                                                 Submission.status.in_(IN_PROGRESS)).values(updated_at=utcnow()))
+
+    def _run(self) -> None:
+        while not self._stop.wait(lease_s() / 3):
+            try:
+                self.board.db.write(self._beat, "renewing a lease")
+            except Exception:  # noqa: BLE001 - a missed beat only risks a take-over, which is safe
+                pass
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _abandoned(row: Submission, me: str, now: datetime) -> bool:
+    """Whether nobody works on an in-progress row: no owner, its owner is this (idle) process, a
+    dead process on this host, or a lease not renewed in time."""
+    if row.worker in ("", me):
+        return True
+    host, _, pid = row.worker.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+        return True
+    return row.updated_at is None or now - row.updated_at > timedelta(seconds=lease_s())
+
+
+def claim(board: Board, submission_id: int) -> SubmitRequest | None:
+    """Take a queued (or abandoned) row for this process, atomically: a compare-and-set UPDATE on
+    (status, worker), so of two workers given the same job exactly one wins. None when the job is
+    done, withdrawn, unknown, or held by a live worker (a duplicate delivery: nothing to do)."""
+    me = worker_id()
+
+    def take(session: Session) -> tuple[str, str, str, str, bool, str | None, bool] | None:
+        row = session.get(Submission, submission_id)
+        if row is None or row.status not in IN_PROGRESS or not _abandoned(row, me, utcnow()):
+            return None
+        taken = session.execute(
+            update(Submission).where(Submission.id == submission_id, Submission.status == row.status,
+                                     Submission.worker == row.worker)
+            .values(status="received", worker=me, updated_at=utcnow(),
+                    message="" if row.worker == "" else f"taken over from {row.worker}"[:MAX_MESSAGE]))
+        if taken.rowcount != 1:
+            return None
+        return (row.entry_name, row.team_name, row.split_name, row.protocol, row.allow_missing, row.options,
+                row.baseline)
+
+    got = board.db.write(take, "claiming a queued submission")
+    if got is None:
+        return None
+    entry, team, split, protocol, allow_missing, options, baseline = got
+    return SubmitRequest(path=Path(), data=Path(), name=entry, split=split, team=team, baseline=baseline,
+                         score=ScoreOptions().for_stored(protocol, allow_missing, options))
+
+
+def score_claimed(board: Board, submission_id: int, request: SubmitRequest, *,
+                  scorer: Callable | None = None) -> SubmitOutcome:
+    """Score a row `claim`ed by this process from its kept files and store the result (or mark
+    it failed with every problem). `request` carries the data root and this machine's options."""
+    files_hash = board.db.read(lambda s: s.get(Submission, submission_id).files_hash, "reading the submission")
+    state = _State(entry_name=request.name, team_name=request.team or "", split_name=request.split,
+                   source_name="", request=request, files_hash=files_hash, submission_id=submission_id)
+    try:
+        with tempfile.TemporaryDirectory(prefix="mmtt-job-") as tmp:
+            root = board.files.materialize(files_hash or "", Path(tmp) / "submission")
+            with open_submission(root) as sub:
+                manifest = read_manifest(sub, required=True)
+                assert manifest is not None
+                return _score_and_store(board, state, manifest, sub.root, scorer or default_scorer)
+    except BenchmarkError as exc:
+        _record_failure(board, state, exc)
+        raise
+
+
+def release(board: Board, submission_id: int) -> None:
+    """Hand a claimed row back to the queue (after an internal fault, so a retry can take it)."""
+    me = worker_id()
+    board.db.write(lambda s: s.execute(
+        update(Submission).where(Submission.id == submission_id, Submission.worker == me,
+                                 Submission.status.in_(IN_PROGRESS))
+        .values(status="received", worker="")), "releasing a submission")
+
+
+def requeue_abandoned(board: Board, *, stuck_after_s: float) -> list[int]:
+    """Rows a worker must (re)deliver: in progress but abandoned (handed back to the queue), and
+    queued rows untouched for `stuck_after_s` (a broker that lost its messages). Their
+    `updated_at` is renewed, so one sweep re-sends each once; claims make duplicates harmless."""
+    me = worker_id()
+
+    def sweep(session: Session) -> list[int]:
+        now, ids = utcnow(), []
+        for row in session.scalars(select(Submission).where(Submission.status.in_(IN_PROGRESS))
+                                   .order_by(Submission.id)):
+            if row.worker and row.worker != me and _abandoned(row, me, now):
+                row.status, row.message, row.worker = "received", f"re-queued: {row.worker} was lost"[:MAX_MESSAGE], ""
+                ids.append(row.id)
+            elif row.worker == "" and row.updated_at is not None and \
+                    now - row.updated_at > timedelta(seconds=stuck_after_s):
+                row.updated_at = now
+                ids.append(row.id)
+        return ids
+
+    return board.db.write(sweep, "re-queuing abandoned submissions")
+
+
+def queue_position(session: Session, submission_id: int) -> int:
+    """1 for the next queued row to be scored, and so on."""
+    return 1 + int(session.scalar(select(func.count(Submission.id)).where(
+        Submission.status == "received", Submission.worker == "", Submission.id < submission_id)) or 0)
+
+
 def _match(state: _State):
     r = state.request
     return (Submission.entry_name == state.entry_name, Submission.team_name == state.team_name,
             Submission.split_name == state.split_name, Submission.files_hash == state.files_hash,
-            Submission.protocol == r.protocol, Submission.allow_missing.is_(r.allow_missing),
+            Submission.protocol == r.score.protocol, Submission.allow_missing.is_(r.score.allow_missing),
             Submission.options == r.options_json())
 
 
@@ -249,10 +410,12 @@ def _board_split(session: Session, name: str, fingerprint: str, n_items: int | N
     return row
 
 
-def _reserve(session: Session, state: _State, daily_limit: int) -> int | SubmitOutcome:
-    """Check the rules and write the `received` row (or find the work already done or abandoned).
-    A new split is registered only by `_finalize`, so a failure leaves no split row behind."""
+def _reserve(session: Session, state: _State, daily_limit: int, owner: str) -> int | SubmitOutcome:
+    """Check the rules and write the `received` row (or find the work already done or abandoned),
+    owned by `owner` (this process, or "" for the queue). A new split is registered only by
+    `_finalize`, so a failure leaves no split row behind."""
     request = state.request
+    lock_team_split(session, state.team_name, state.split_name)
     split_row = session.scalar(select(Split).where(Split.name == state.split_name))
     entry = session.scalar(select(Entry).where(Entry.name == state.entry_name))
     if entry is not None and entry.team.name != state.team_name:
@@ -261,18 +424,19 @@ def _reserve(session: Session, state: _State, daily_limit: int) -> int | SubmitO
         current = session.scalar(
             select(Evaluation).join(Submission, Evaluation.submission_id == Submission.id)
             .where(Evaluation.current.is_(True), Evaluation.entry_id == entry.id, Evaluation.split_id == split_row.id,
-                   Evaluation.protocol == request.protocol, Evaluation.dataset_fingerprint == split_row.fingerprint,
+                   Evaluation.protocol == request.score.protocol, Evaluation.dataset_fingerprint == split_row.fingerprint,
                    Evaluation.metric_version == METRIC_VERSION, Submission.status == "scored", *_match(state)))
         if current is not None:
             return SubmitOutcome(submission_id=current.submission_id, entry=entry.name, team=entry.team.name,
                                  split=split_row.name, hidden=split_row.hidden, duplicate=True,
                                  files_hash=state.files_hash or "",
                                  summary=public_summary(full_summary(session, current), split_row.hidden))
-    me = worker_id()
     for row in session.scalars(select(Submission).where(*_match(state), Submission.status.in_(IN_PROGRESS))
                                .order_by(Submission.id)):
-        if not worker_alive(row.worker, row.updated_at):
-            row.worker, row.status, row.message = me, "received", "resumed after an interrupted run"
+        if row.worker == "" and owner == "":
+            return row.id       # the same files are already queued: one job, not two
+        if row.worker and not worker_alive(row.worker, row.updated_at):
+            row.worker, row.status, row.message = owner, "received", "resumed after an interrupted run"
             session.flush()
             return row.id
     if not request.baseline:
@@ -281,8 +445,8 @@ def _reserve(session: Session, state: _State, daily_limit: int) -> int | SubmitO
                      split_id=split_row.id if split_row else None, entry_id=entry.id if entry else None,
                      status="received",
                      source_name=state.source_name, files_hash=state.files_hash, files_size=state.size,
-                     protocol=request.protocol, allow_missing=request.allow_missing, options=request.options_json(),
-                     baseline=request.baseline, worker=me)
+                     protocol=request.score.protocol, allow_missing=request.score.allow_missing, options=request.options_json(),
+                     baseline=request.baseline, worker=owner)
     session.add(row)
     session.flush()
     return row.id
@@ -291,7 +455,7 @@ def _reserve(session: Session, state: _State, daily_limit: int) -> int | SubmitO
 def _set_status(session: Session, submission_id: int, status: str, state: _State | None = None,
                 fingerprint: str | None = None) -> None:
     """Advance an in-progress row (checking the data's fingerprint against the board's, if given)."""
-    row = session.get(Submission, submission_id)
+    row = session.get(Submission, submission_id, with_for_update=True)   # vs. a concurrent take-over
     if row is None or row.status not in IN_PROGRESS or row.worker != worker_id():
         raise StoreError(f"submission #{submission_id} was taken over by another process")
     if state is not None and fingerprint is not None:
@@ -307,7 +471,7 @@ def _authors(manifest: Manifest) -> list[str]:
 def _finalize(session: Session, state: _State, manifest: Manifest, fingerprint: str, n_items: int, result,
               prepared) -> SubmitOutcome:
     request = state.request
-    row = session.get(Submission, state.submission_id)
+    row = session.get(Submission, state.submission_id, with_for_update=True)   # vs. a concurrent take-over
     if row is None or row.status not in IN_PROGRESS or row.worker != worker_id():
         raise StoreError(f"submission #{state.submission_id} was taken over by another process")
     split_row = _board_split(session, state.split_name, fingerprint, n_items)
@@ -377,7 +541,7 @@ def _record_failure(board: Board, state: _State, exc: BaseException) -> None:
         session.add(Submission(entry_name=state.entry_name[:MAX_NAME], team_name=state.team_name[:MAX_NAME],
                                split_name=state.split_name[:MAX_NAME], status="failed", message=message,
                                source_name=state.source_name, files_hash=state.files_hash, files_size=state.size,
-                               protocol=request.protocol, allow_missing=request.allow_missing,
+                               protocol=request.score.protocol, allow_missing=request.score.allow_missing,
                                options=request.options_json(), baseline=request.baseline, worker=""))
 
     try:

@@ -1,12 +1,12 @@
-"""Submission tokens for the web board: issued by a maintainer, bound to a team, stored hashed.
+"""Submission tokens (web board and submission API): issued by a maintainer, bound to a team, stored hashed.
 
 A token is `mmtt_<id>_<secret>`: the id (public, 8 hex digits) names its row, the secret
 (32 random bytes) is what proves possession. Only SHA-256 of the whole token is kept — enough
 for a random secret of that length, and a leaked database grants no submission rights. Tokens
 live in the store's `settings` table under `board_token:<id>` (a JSON record), so no schema
 change is needed; revoked tokens keep their row (with `revoked_at`) for the record.
-This module holds no database code: `queries.py` (the app) and `commands.py` (the CLI) read and
-write the rows.
+`verify` is the one lookup the board's Submit page and the submission API share; `mmtt board
+token` (the CLI) writes the rows.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ import re
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 KEY_PREFIX = "board_token:"
 _TOKEN = re.compile(r"^mmtt_([0-9a-f]{8})_([A-Za-z0-9_-]{20,100})$")
@@ -83,3 +87,14 @@ def check(token: str, stored_value: str | None) -> TokenRecord | None:
     if record is None or not record.active:
         return None
     return record if hmac.compare_digest(record.hash, hash_token(token.strip())) else None
+
+
+def verify(session: "Session", token: str) -> TokenRecord | None:
+    """The record of a valid, unrevoked `token`, else None (no lookup for a malformed one)."""
+    from benchmark.store.models import Setting
+
+    tid = token_id(token)
+    if tid is None:
+        return None
+    row = session.get(Setting, setting_key(tid))
+    return check(token, None if row is None else row.value)
