@@ -88,7 +88,12 @@ def service(backend, mini, tmp_path) -> Service:
     svc.stop()
 
 
-def issue_tokens(db: str, files: Path, teams: list[str]) -> dict[str, str]:
+def issue_tokens(db: str, files: Path, teams: list[str], data: Path | None = None) -> dict[str, str]:
+    """Tokens for `teams` (and, given the data, the test split registered, as a maintainer does first)."""
+    from benchmark.cli import main
+
+    if data is not None:
+        assert main(["split", "add", "--db", db, "--data", str(data), "--split", "test"]) == 0
     with Board.open(db, files) as board:
         def write(session) -> dict[str, str]:
             out = {}
@@ -185,7 +190,7 @@ class BoardReader:
 def run_flow(service: Service, backend_name: str, archives: list[Path], n_teams: int, per_team: int,
              tmp_path: Path) -> dict:
     teams = [f"team-{t}" for t in range(n_teams)]
-    tokens = issue_tokens(service.db, service.files, teams)
+    tokens = issue_tokens(service.db, service.files, teams, service.data)
     service.start_api()
     service.start_worker()
     service.start_worker()

@@ -226,6 +226,12 @@ def _board_rows(board: Board, split: str, protocol: str, metric: str | None) -> 
     from benchmark.store.rules import rule_value
 
     def read(session):
+        from sqlalchemy import select
+
+        from benchmark.store.models import Split
+
+        if session.scalar(select(Split.id).where(Split.name == split)) is None:
+            raise HTTPException(404, f"split '{split}' is not on the board")
         return board_json(leaderboard(session, split, protocol=protocol, metric=metric,
                                       team_entry=rule_value(session, "team_entry"), public=True))
 
