@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -97,7 +98,7 @@ class Postgres:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory) -> Postgres:
+def postgres() -> Postgres:
     bins = {n: _pg_bin(n) for n in ("initdb", "pg_ctl")}
     if not all(bins.values()):
         _missing("PostgreSQL (initdb, pg_ctl)")
@@ -105,7 +106,7 @@ def postgres(tmp_path_factory) -> Postgres:
         import psycopg2  # noqa: F401
     except ImportError:
         _missing("psycopg2 (pip install psycopg2-binary)")
-    root = tmp_path_factory.mktemp("pg")
+    root = Path(tempfile.mkdtemp(prefix="mmtt-pg-"))   # not under pytest's 0700 root-owned folder
     as_user: list[str] = []
     if os.geteuid() == 0:   # PostgreSQL refuses to run as root
         shutil.chown(root, "postgres", "postgres")
@@ -116,6 +117,7 @@ def postgres(tmp_path_factory) -> Postgres:
     server.start()
     yield server
     server.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass
