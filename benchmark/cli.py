@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 from benchmark import __version__
 from benchmark.errors import BenchmarkError
-from benchmark.scoring.options import ScoreOptions
+from benchmark.scoring.options import add_arguments as add_score_arguments
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -92,12 +92,14 @@ def cmd_data_card(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from benchmark.data.split import load_split
     from benchmark.scoring.report import format_report
+    from benchmark.scoring.options import ScoreOptions
     from benchmark.scoring.score import score_submission
 
     split = load_split(Path(args.data), args.split)
-    result = score_submission(Path(args.submission), split, ScoreOptions.from_args(args), masks=args.masks)
+    options = ScoreOptions.from_args(args)
+    result = score_submission(Path(args.submission), split, options, masks=args.masks)
     if args.json:
-        _print_json(result.summary)
+        _print_json(result.to_json())
     else:
         print(format_report(result.summary))
     return 0
@@ -143,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="data root (holds the split JSONs and dataset/)")
     p.add_argument("--split", default="test")
     p.add_argument("--masks", help="mask folder (default: masks/ in the submission, or its only folder)")
-    ScoreOptions.add_arguments(p)
+    add_score_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_score)
 

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from sqlalchemy import insert, select
 
-from benchmark.scoring.options import ScoreOptions
 from benchmark.data.split import load_split
 from benchmark.metrics import METRIC_VERSION
 from benchmark.store.board import Board
@@ -29,6 +28,7 @@ from benchmark.store.models import (
     Submission,
     Team,
 )
+from benchmark.scoring.options import ScoreOptions
 from benchmark.store.submission import SubmitRequest, submit
 from benchmark.store.tokens import new_token, setting_key
 from tests.conftest import make_random_dataset, write_submission
@@ -113,8 +113,8 @@ def build_world(root: Path) -> BoardWorld:
             masks, captions = content.pop("masks", None), content.pop("captions", None)
             path = world.submission(name, team=team, seed=seed, masks=masks, captions=captions, **content)
             for split in ("test", "hidden") if name in ("alpha", "beta") else ("test",):
-                submit(board, SubmitRequest(path=path, data=data, name=name, split=split, **flags,
-                                            score=ScoreOptions(meteor=False, n_boot=50, cache_dir=root / "cache")))
+                options = ScoreOptions(skip=("meteor",), n_boot=50, cache_dir=root / "cache")
+                submit(board, SubmitRequest(path=path, data=data, name=name, split=split, options=options, **flags))
     return world
 
 

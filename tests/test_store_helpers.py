@@ -3,12 +3,14 @@ fakes keep the shape of the real `ScoreResult` so the unit tests stay honest."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import contextlib
 import io
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,12 +21,12 @@ from sqlalchemy import select, text
 
 from benchmark.data.split import load_split
 from benchmark.metrics import METRIC_VERSION
-from benchmark.scoring.options import ScoreOptions
 from benchmark.store.board import Board
+from benchmark.scoring.options import ScoreOptions
 from benchmark.store.submission import SubmitRequest
 from tests.conftest import make_random_dataset, write_submission
 
-FAST = dict(meteor=False, n_boot=50)
+FAST = dict(skip=("meteor",), n_boot=50)
 TABLES = ("settings", "teams", "authors", "splits", "entries", "submissions", "evaluations", "scores",
           "breakdown_scores", "sample_scores")
 
@@ -93,11 +95,11 @@ class World:
         return write_submission(self.root / "subs" / f"{name}-{seed}", self.records, seed=seed, manifest=manifest, **kw)
 
     def request(self, path: Path, name: str, **kw) -> SubmitRequest:
-        """A request; scoring options (FAST unless given) and request fields may be mixed in `kw`."""
-        score_fields = {f.name for f in fields(ScoreOptions)}
-        score = ScoreOptions(**{**FAST, **{k: v for k, v in kw.items() if k in score_fields}})
-        rest = {k: v for k, v in kw.items() if k not in score_fields}
-        return SubmitRequest(path=path, data=self.data, name=name, split="test", score=score, **rest)
+        """A request; scoring options among `kw` (protocol, n_boot, …) go into its ScoreOptions."""
+        option_names = {f.name for f in dataclasses.fields(ScoreOptions)}
+        options = {k: kw.pop(k) for k in list(kw) if k in option_names}
+        return SubmitRequest(path=path, data=self.data, name=name, split="test",
+                             options=ScoreOptions(**{**FAST, **options}), **kw)
 
     def board(self) -> Board:
         return Board.open(self.db)

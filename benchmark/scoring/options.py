@@ -1,81 +1,110 @@
 """Scoring options: one object, declared once with its command-line arguments.
 
-`mmtt score`, `submit`, `serve`, `worker` and `rescore` all take (some of) these options; each
-verb asks for the groups it needs and gets a `ScoreOptions` back, so no field is copied by hand
-between request types. Kept light (no numpy, no metrics): the `mmtt` parser imports it.
-
-Groups:
-- `submission` — what a submitter chooses: `--protocol`, `--allow-missing`;
-- `method` — how the numbers are computed, stamped with every stored score so a re-score repeats
-  them: `--no-meteor`, `--n-boot`, `--seed`;
-- `local` — this machine only, never stored: `--cache-dir`, `--progress`.
+`score`, `submit`, `rescore` (and any verb that scores) add the same arguments with
+`add_arguments(parser)` and build the object with `ScoreOptions.from_args(args)`; the object is
+then passed whole down to the scorer, never copied field by field. Verbs that need only part of
+them say which: `mmtt serve` stamps the method options (metrics, bootstrap) on the submissions it
+queues but has no local scoring; `mmtt worker` takes only this machine's options (cache, mask-pass
+processes), as each submission brings its own stored method options.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from submissions.format import DEFAULT_LIMITS, Limits
 
-PROTOCOLS = ("strict", "official")
-GROUPS = ("submission", "method", "local")
+PROTOCOL_CHOICES = ("strict", "official")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScoreOptions:
+    """How to score. `metrics` None: the registry's defaults for the protocol (see
+    `benchmark.metrics.registry.select`); `skip` removes scorers by name or metric key."""
+
     protocol: str = "strict"
     allow_missing: bool = False
-    meteor: bool = True
+    metrics: tuple[str, ...] | None = None
+    skip: tuple[str, ...] = ()
+    embed_model: Path | None = None
     n_boot: int = 1000
     seed: int = 0
     cache_dir: Path | None = None
     progress: bool = False
-    workers: int | None = None  # mask-pass processes (default: up to 4, one per core)
-    limits: Limits = DEFAULT_LIMITS
+    workers: int | None = None  # mask-pass processes (default: one per core, at most 4)
+    limits: Limits = field(default=DEFAULT_LIMITS, repr=False)
 
-    # ------------------------------------------------------------------ stored stamp
-    def method_json(self) -> str:
-        """The `method` options as stored with a submission (its `options` column)."""
-        return json.dumps({"meteor": self.meteor, "n_boot": self.n_boot, "seed": self.seed}, sort_keys=True)
+    def with_(self, **changes: Any) -> "ScoreOptions":
+        return replace(self, **changes)
 
-    def for_stored(self, protocol: str, allow_missing: bool, method_json: str | None) -> "ScoreOptions":
-        """These (local) options with a stored submission's protocol and method options."""
-        stored = json.loads(method_json or "{}")
-        return replace(self, protocol=protocol, allow_missing=allow_missing,
-                       meteor=bool(stored.get("meteor", True)), n_boot=int(stored.get("n_boot", 1000)),
-                       seed=int(stored.get("seed", 0)))
+    def fingerprint(self) -> dict[str, Any]:
+        """What of these options can move a stored number (kept with each evaluation)."""
+        return {"metrics": list(self.metrics) if self.metrics is not None else None, "skip": sorted(self.skip),
+                "embed_model": str(self.embed_model) if self.embed_model else None,
+                "n_boot": self.n_boot, "seed": self.seed}
 
-    # ------------------------------------------------------------------ command line
-    @staticmethod
-    def add_arguments(parser: argparse.ArgumentParser, groups: Sequence[str] = GROUPS) -> None:
-        """Declare the options of `groups` on `parser` (the one place they are declared)."""
-        unknown = set(groups) - set(GROUPS)
-        if unknown:
-            raise ValueError(f"unknown option groups {sorted(unknown)}")
-        if "submission" in groups:
-            parser.add_argument("--protocol", choices=PROTOCOLS, default="strict")
-            parser.add_argument("--allow-missing", action="store_true",
-                                help="strict: score ids without a prediction as an empty mask and explanation")
-        if "method" in groups:
-            parser.add_argument("--no-meteor", action="store_true", help="skip METEOR (the slowest metric)")
-            parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for the 95%% CIs")
-            parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-        if "local" in groups:
-            parser.add_argument("--cache-dir", help="truth cache (default $MMTT_CACHE_DIR or ~/.cache/mmtt-bench)")
-            parser.add_argument("--progress", action="store_true",
-                                help="show progress even when stderr is not a terminal")
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any], **base: Any) -> "ScoreOptions":
+        """Options of a stored evaluation (older rows kept `meteor: false` instead of a skip list)."""
+        skip = tuple(stored.get("skip") or ())
+        if stored.get("meteor") is False and "meteor" not in skip:
+            skip += ("meteor",)
+        metrics = stored.get("metrics")
+        embed = stored.get("embed_model")
+        return cls(metrics=tuple(metrics) if metrics is not None else None, skip=skip,
+                   embed_model=Path(embed) if embed else None, n_boot=int(stored.get("n_boot", 1000)),
+                   seed=int(stored.get("seed", 0)), **base)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "ScoreOptions":
-        """The options parsed by `add_arguments` (defaults for groups a verb does not declare)."""
-        get: Any = lambda name, default: getattr(args, name, default)  # noqa: E731
-        cache_dir = get("cache_dir", None)
-        return cls(protocol=get("protocol", "strict"), allow_missing=bool(get("allow_missing", False)),
-                   meteor=not get("no_meteor", False), n_boot=int(get("n_boot", 1000)), seed=int(get("seed", 0)),
-                   cache_dir=Path(cache_dir) if cache_dir else None,
-                   progress=bool(get("progress", False)) or sys.stderr.isatty())
+        """The options `add_arguments` declared (defaults for the groups a verb left out)."""
+        get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
+        skip = tuple(n for group in (get("skip") or []) for n in _split(group))
+        if get("no_meteor", False) and "meteor" not in skip:
+            skip += ("meteor",)
+        metrics = tuple(n for group in get("metrics") for n in _split(group)) if get("metrics") else None
+        return cls(protocol=get("protocol", "strict"), allow_missing=get("allow_missing", False),
+                   metrics=metrics, skip=skip, embed_model=Path(get("embed_model")) if get("embed_model") else None,
+                   n_boot=get("n_boot", 1000), seed=get("seed", 0),
+                   cache_dir=Path(get("cache_dir")) if get("cache_dir") else None,
+                   progress=get("progress", False) or sys.stderr.isatty(), workers=get("workers"))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _split(group: str) -> list[str]:
+    return [n.strip() for n in group.split(",") if n.strip()]
+
+
+def add_arguments(p: argparse.ArgumentParser, *, protocol: bool = True, method: bool = True,
+                  local: bool = True) -> None:
+    """The scoring arguments, declared once for every verb that scores: `protocol` (what a
+    submitter chooses), `method` (stored with every score), `local` (this machine only)."""
+    if protocol:
+        p.add_argument("--protocol", choices=PROTOCOL_CHOICES, default="strict")
+        p.add_argument("--allow-missing", action="store_true",
+                       help="strict: score ids without a prediction as an empty mask and explanation")
+    if method:
+        _add_method_arguments(p)
+    if local:
+        p.add_argument("--workers", type=int, default=None,
+                       help="mask-pass processes (default: one per core, at most 4)")
+        p.add_argument("--cache-dir", help="truth cache (default $MMTT_CACHE_DIR or ~/.cache/mmtt-bench)")
+        p.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
+
+
+def _add_method_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics", action="append", metavar="NAMES",
+                   help="only these metrics (scorer names or metric keys, comma-separated; see `mmtt metrics`); "
+                        "default: every default metric of the protocol")
+    p.add_argument("--skip", action="append", metavar="NAMES", help="leave these metrics out (e.g. --skip meteor)")
+    p.add_argument("--no-meteor", action="store_true", help=argparse.SUPPRESS)  # = --skip meteor (older scripts)
+    p.add_argument("--embed-model", metavar="DIR",
+                   help="local transformers encoder folder for the semantic-similarity metric (off without one)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for the 95%% CIs (0: none)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")

@@ -172,12 +172,10 @@ def _cap_mb(board: Board, override: float | None) -> float:
 
 def _enqueue(board: Board, settings: ServiceSettings, path: Path, name: str, split: str, team: str,
              allow_missing: bool):
-    from dataclasses import replace
-
     from benchmark.store.submission import SubmitRequest, enqueue
 
     request = SubmitRequest(path=path, data=settings.data or Path(), name=name, split=split, team=team,
-                            score=replace(settings.score, protocol="strict", allow_missing=allow_missing),
+                            options=settings.score.with_(protocol="strict", allow_missing=allow_missing, progress=False),
                             max_upload_mb=settings.max_upload_mb)
     return enqueue(board, request)
 

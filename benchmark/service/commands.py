@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from benchmark.errors import BenchmarkError
-from benchmark.scoring.options import ScoreOptions
+from benchmark.scoring.options import add_arguments as add_score_arguments
 
 STOP_GRACE_S = 30.0
 
@@ -34,8 +34,6 @@ def worker_command(settings, *, loglevel: str = "WARNING") -> list[str]:
            "--data", str(settings.data), "--loglevel", loglevel]
     if settings.files:
         cmd += ["--files", str(settings.files)]
-    if settings.score.cache_dir:
-        cmd += ["--cache-dir", str(settings.score.cache_dir)]
     return cmd
 
 
@@ -58,14 +56,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from benchmark.service.settings import settings_from_args
     from benchmark.store.board import Board
 
-    settings = settings_from_args(args, need_data=args.workers > 0)
-    if args.workers < 0:
+    settings = settings_from_args(args, need_data=args.worker_processes > 0)
+    if args.worker_processes < 0:
         raise BenchmarkError("--workers must be 0 or more")
     with Board.open(settings.db, settings.files):   # create / upgrade the schema before anyone uses it
         pass
-    procs = [subprocess.Popen(worker_command(settings, loglevel=args.loglevel)) for _ in range(args.workers)]
+    procs = [subprocess.Popen(worker_command(settings, loglevel=args.loglevel)) for _ in range(args.worker_processes)]
     mode = "embedded (SQLite broker)" if settings.embedded else f"broker {_shown(settings.broker)}"
-    print(f"MMTT submission API at http://{args.address}:{args.port}  ({args.workers} local worker(s), {mode}; "
+    print(f"MMTT submission API at http://{args.address}:{args.port}  ({args.worker_processes} local worker(s), {mode}; "
           "OpenAPI at /docs; Ctrl-C stops it)", flush=True)
     try:
         serve_api(settings, host=args.address, port=args.port)
@@ -141,14 +139,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     _service_args(p)
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--address", default="127.0.0.1", help="interface (default 127.0.0.1; 0.0.0.0 to publish it)")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1; 0: none)")
+    p.add_argument("--workers", dest="worker_processes", type=int, default=1,
+                   help="local worker processes (default 1; 0: none)")
     p.add_argument("--max-upload-mb", type=float, help="override of the board's max_upload_mb rule")
-    ScoreOptions.add_arguments(p, ["method", "local"])   # stamped on every submission the API queues
+    add_score_arguments(p, protocol=False, local=False)   # stamped on every submission the API queues
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("worker", help="one more scoring worker for the submission API (any machine)")
     _service_args(p)
-    ScoreOptions.add_arguments(p, ["local"])   # the method options are each submission's own
+    add_score_arguments(p, protocol=False, method=False)   # the method options are each submission's own
     p.set_defaults(func=cmd_worker)
 
     remote = sub.add_parser("remote", help="talk to a remote submission API")

@@ -50,7 +50,7 @@ def open_runtime(settings: ServiceSettings) -> _Runtime:
     if settings.data is None:
         raise BenchmarkError("a worker needs --data (the truth it scores against)")
     board = Board.open(settings.db, settings.files)
-    _runtime = _Runtime(board=board, data=settings.data, local=replace(settings.score, progress=False))
+    _runtime = _Runtime(board=board, data=settings.data, local=settings.score)
     return _runtime
 
 
@@ -68,10 +68,9 @@ def run_job(submission_id: int) -> str:
     if request is None:
         log.info("submission #%s: nothing to do (done, or held by a live worker)", submission_id)
         return "skipped"
+    local = _runtime.local   # this machine's options; the method options are the submission's own
     request = replace(request, data=_runtime.data,
-                      score=replace(_runtime.local, protocol=request.score.protocol,
-                                    allow_missing=request.score.allow_missing, meteor=request.score.meteor,
-                                    n_boot=request.score.n_boot, seed=request.score.seed))
+                      options=request.options.with_(cache_dir=local.cache_dir, workers=local.workers, progress=False))
     try:
         outcome = score_claimed(board, submission_id, request)
     except BenchmarkError as exc:

@@ -11,6 +11,7 @@ lists every metric that moved: entry, split, protocol, metric, old, new.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -104,12 +105,10 @@ def _same(a: float | None, b: float | None) -> bool:
 
 
 def rescore(board: Board, data: Path | str, *, split: str | None = None, entry: str | None = None,
-            scorer: Callable | None = None, local: ScoreOptions | None = None,
+            scorer: Callable | None = None, cache_dir: Path | None = None, progress: bool = False,
             log: Callable[[str], None] | None = None) -> RescoreReport:
-    """Re-score every current entry (or those of one split / one entry); see the module doc.
-    `local` gives this machine's options (cache, progress); the method options are the stored ones."""
+    """Re-score every current entry (or those of one split / one entry); see the module doc."""
     scorer = scorer or default_scorer
-    local = local or ScoreOptions()
     targets = board.db.read(lambda s: _targets(s, split, entry), "listing entries")
     if not targets and (split or entry):
         what = " and ".join(f"{k} '{v}'" for k, v in (("split", split), ("entry", entry)) if v)
@@ -126,8 +125,10 @@ def rescore(board: Board, data: Path | str, *, split: str | None = None, entry: 
             data_split, fingerprint = loaded[t.split]
             if not t.files_hash:
                 raise StoreError(f"submission #{t.submission_id} has no kept files")
-            request = SubmitRequest(path=Path(), data=Path(data), name=t.entry, split=t.split,
-                                    score=local.for_stored(t.protocol, t.allow_missing, t.options))
+            options = json.loads(t.options or "{}")
+            stored = ScoreOptions.from_stored(options, protocol=t.protocol, allow_missing=t.allow_missing,
+                                              cache_dir=cache_dir, progress=progress)
+            request = SubmitRequest(path=Path(), data=Path(data), name=t.entry, split=t.split, options=stored)
             with tempfile.TemporaryDirectory(prefix="mmtt-rescore-") as tmp:
                 root = board.files.materialize(t.files_hash, Path(tmp) / "submission")
                 result = scorer(root, data_split, request)

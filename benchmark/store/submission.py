@@ -18,6 +18,7 @@ dead: running the same command again takes that row over and finishes the work.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import tempfile
@@ -76,13 +77,21 @@ class SubmitRequest:
     team: str | None = None
     baseline: bool = False
     private: bool = False
-    score: ScoreOptions = field(default_factory=ScoreOptions)
+    options: ScoreOptions = field(default_factory=ScoreOptions)
     daily_limit: int | None = None
     max_upload_mb: float | None = None
 
+    @property
+    def protocol(self) -> str:
+        return self.options.protocol
+
+    @property
+    def allow_missing(self) -> bool:
+        return self.options.allow_missing
+
     def options_json(self) -> str:
         """The scoring options other than protocol: kept so a re-score repeats them exactly."""
-        return self.score.method_json()
+        return json.dumps(self.options.fingerprint(), sort_keys=True)
 
 
 @dataclass
@@ -165,7 +174,7 @@ def _check_name(kind: str, value: str) -> str:
 def default_scorer(path: Path, split: DataSplit, request: SubmitRequest):
     from benchmark.scoring.score import score_submission
 
-    return score_submission(path, split, request.score)
+    return score_submission(path, split, request.options)
 
 
 def submit(board: Board, request: SubmitRequest, *, scorer: Callable | None = None) -> SubmitOutcome:
@@ -325,8 +334,9 @@ def claim(board: Board, submission_id: int) -> SubmitRequest | None:
     if got is None:
         return None
     entry, team, split, protocol, allow_missing, options, baseline = got
+    stored = ScoreOptions.from_stored(json.loads(options or "{}"), protocol=protocol, allow_missing=allow_missing)
     return SubmitRequest(path=Path(), data=Path(), name=entry, split=split, team=team, baseline=baseline,
-                         score=ScoreOptions().for_stored(protocol, allow_missing, options))
+                         options=stored)
 
 
 def score_claimed(board: Board, submission_id: int, request: SubmitRequest, *,
@@ -389,7 +399,7 @@ def _match(state: _State):
     r = state.request
     return (Submission.entry_name == state.entry_name, Submission.team_name == state.team_name,
             Submission.split_name == state.split_name, Submission.files_hash == state.files_hash,
-            Submission.protocol == r.score.protocol, Submission.allow_missing.is_(r.score.allow_missing),
+            Submission.protocol == r.options.protocol, Submission.allow_missing.is_(r.options.allow_missing),
             Submission.options == r.options_json())
 
 
@@ -424,7 +434,7 @@ def _reserve(session: Session, state: _State, daily_limit: int, owner: str) -> i
         current = session.scalar(
             select(Evaluation).join(Submission, Evaluation.submission_id == Submission.id)
             .where(Evaluation.current.is_(True), Evaluation.entry_id == entry.id, Evaluation.split_id == split_row.id,
-                   Evaluation.protocol == request.score.protocol, Evaluation.dataset_fingerprint == split_row.fingerprint,
+                   Evaluation.protocol == request.options.protocol, Evaluation.dataset_fingerprint == split_row.fingerprint,
                    Evaluation.metric_version == METRIC_VERSION, Submission.status == "scored", *_match(state)))
         if current is not None:
             return SubmitOutcome(submission_id=current.submission_id, entry=entry.name, team=entry.team.name,
@@ -445,7 +455,7 @@ def _reserve(session: Session, state: _State, daily_limit: int, owner: str) -> i
                      split_id=split_row.id if split_row else None, entry_id=entry.id if entry else None,
                      status="received",
                      source_name=state.source_name, files_hash=state.files_hash, files_size=state.size,
-                     protocol=request.score.protocol, allow_missing=request.score.allow_missing, options=request.options_json(),
+                     protocol=request.options.protocol, allow_missing=request.options.allow_missing, options=request.options_json(),
                      baseline=request.baseline, worker=owner)
     session.add(row)
     session.flush()
@@ -541,7 +551,7 @@ def _record_failure(board: Board, state: _State, exc: BaseException) -> None:
         session.add(Submission(entry_name=state.entry_name[:MAX_NAME], team_name=state.team_name[:MAX_NAME],
                                split_name=state.split_name[:MAX_NAME], status="failed", message=message,
                                source_name=state.source_name, files_hash=state.files_hash, files_size=state.size,
-                               protocol=request.score.protocol, allow_missing=request.score.allow_missing,
+                               protocol=request.options.protocol, allow_missing=request.options.allow_missing,
                                options=request.options_json(), baseline=request.baseline, worker=""))
 
     try:
