@@ -48,6 +48,12 @@ def _pack(folder: Path, out_dir: Path) -> Path:
     return archive
 
 
+def _auth(token: str) -> dict[str, str]:
+    """The token header (none for an empty or multi-line token: the API then refuses with 401)."""
+    token = (token or "").strip()
+    return {"Authorization": f"Bearer {token}"} if token and token.isprintable() else {}
+
+
 def _chunks(path: Path, on_bytes: Callable[[int], None]) -> Iterator[bytes]:
     with open(path, "rb") as fh:
         while chunk := fh.read(CHUNK):
@@ -67,8 +73,7 @@ def submit_archive(url: str, token: str, path: Path | str, *, name: str, split: 
         bar = _bar(size, "upload", "B", progress)
         params = {"name": name, "split": split, "allow_missing": str(bool(allow_missing)).lower(),
                   "filename": archive.name}
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream",
-                   "Content-Length": str(size)}
+        headers = {**_auth(token), "Content-Type": "application/octet-stream", "Content-Length": str(size)}
         try:
             with httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s) as client:
                 resp = client.post("/api/submissions", params=params, headers=headers,
@@ -86,7 +91,7 @@ def status(url: str, token: str, submission_id: int, *, client: httpx.Client | N
     own = client is None
     client = client or httpx.Client(base_url=url.rstrip("/"), timeout=60)
     try:
-        resp = client.get(f"/api/submissions/{int(submission_id)}", headers={"Authorization": f"Bearer {token}"})
+        resp = client.get(f"/api/submissions/{int(submission_id)}", headers=_auth(token))
     except httpx.HTTPError as exc:
         raise RemoteError(f"cannot reach {url}: {exc}") from None
     finally:
