@@ -316,3 +316,26 @@ def test_remote_submit_waits_and_reports_every_problem(service, mini, archives, 
                             timeout=300)
     assert failed.returncode == 2 and "Traceback" not in failed.stderr
     assert "failed" in failed.stderr and "nope" in failed.stderr and "no prediction" in failed.stderr
+
+
+def test_migrations_run_on_postgresql_and_match_the_models(postgres) -> None:
+    """Every revision up, all the way down, up again, on a real PostgreSQL; then `alembic check`."""
+    from sqlalchemy import inspect
+
+    from benchmark.store import migrate
+    from benchmark.store.db import Database
+    from tests.test_store_helpers import TABLES
+    from tests.test_store_schema import _diff
+
+    database = Database.open(postgres.new_database())
+    try:
+        for rev in migrate.revisions():
+            migrate.upgrade(database, rev)
+            assert migrate.current_revision(database) == rev
+        migrate.downgrade(database, "base")
+        assert not set(TABLES) & set(inspect(database.engine).get_table_names())
+        migrate.upgrade(database)
+        assert migrate.current_revision(database) == migrate.head_revision()
+        assert _diff(database) == []
+    finally:
+        database.dispose()
