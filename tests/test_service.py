@@ -315,6 +315,28 @@ def test_remote_submit_waits_and_reports_every_problem(service, mini, archives, 
     assert "failed" in failed.stderr and "nope" in failed.stderr and "no prediction" in failed.stderr
 
 
+def test_hidden_split_is_never_served_per_sample(service, mini, tmp_path) -> None:
+    """A hidden split: the submitter's status and the public board carry aggregates and CIs only."""
+    from benchmark.cli import main
+
+    data, _ = mini
+    assert main(["split", "add", "--db", service.db, "--data", str(data), "--split", "eval", "--hidden"]) == 0
+    tokens = issue_tokens(service.db, service.files, ["lab"])
+    service.start_api()
+    service.start_worker()
+    records = json.loads((data / "eval-mutilabel.json").read_text())
+    folder = write_submission(tmp_path / "hidden", records, seed=9, manifest={"model": "m", "team": "t"})
+    answer = submit_archive(service.url, tokens["lab"], folder, name="on-hidden", split="eval")
+    wait_settled(service, timeout=180)
+    final = httpx.get(f"{service.url}/api/submissions/{answer['submission_id']}",
+                      headers={"Authorization": f"Bearer {tokens['lab']}"}).json()
+    assert final["status"] == "scored" and final["summary"]["metrics"]["iou"] is not None
+    assert "breakdown" not in final["summary"] and "per_sample" not in json.dumps(final)
+    rows = httpx.get(service.url + "/api/boards/eval").json()["rows"]
+    assert [r["entry"] for r in rows] == ["on-hidden"] and rows[0]["ci95"]
+    assert not {"breakdown", "per_sample", "samples"} & set(rows[0])
+
+
 def test_migrations_run_on_postgresql_and_match_the_models(postgres) -> None:
     """Every revision up, all the way down, up again, on a real PostgreSQL; then `alembic check`."""
     from sqlalchemy import inspect
