@@ -222,7 +222,7 @@ def run_flow(service: Service, backend_name: str, archives: list[Path], n_teams:
 
 
 def test_flow_posts_from_several_teams_are_each_scored_exactly_once(backend, service, archives, tmp_path) -> None:
-    run_flow(service, backend[0], archives, n_teams=3, per_team=5, tmp_path=tmp_path)
+    run_flow(service, backend[0], archives, n_teams=2, per_team=5, tmp_path=tmp_path)
 
 
 @pytest.mark.slow
