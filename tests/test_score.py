@@ -176,3 +176,26 @@ def test_parallel_mask_pass_equals_serial(random_root, tmp_path, monkeypatch):
     assert parallel.summary["n_mask_skipped"] == serial.summary["n_mask_skipped"] == 1
     assert parallel.summary["submission_hash"] == serial.summary["submission_hash"]
     np.testing.assert_array_equal(parallel.per_sample["iou"], serial.per_sample["iou"])
+
+
+def test_fingerprint_memo_follows_every_truth_change(random_root, tmp_path):
+    """The remembered fingerprint is reused only while the split file and every truth mask file
+    are untouched; a rewritten mask (even with its old mtime put back) is hashed afresh."""
+    import os
+
+    from benchmark.scoring.truth import fingerprint
+
+    root, recs = random_root
+    cache = tmp_path / "cache"
+    first = fingerprint(load_split(root, "test"), cache)
+    assert first == load_split(root, "test").fingerprint
+    assert len(list((cache / "fingerprints").iterdir())) == 1
+    assert fingerprint(load_split(root, "test"), cache) == first
+    mask = root / recs[0]["mask_path"]
+    st = os.stat(mask)
+    truth = np.asarray(Image.open(mask).convert("L")).copy()
+    truth[0, 0] = 255 - truth[0, 0]
+    write_png(mask, truth)
+    os.utime(mask, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size class, old mtime: ctime still moves
+    changed = fingerprint(load_split(root, "test"), cache)
+    assert changed != first and changed == load_split(root, "test").fingerprint
