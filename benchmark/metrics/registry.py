@@ -15,6 +15,7 @@ scorer name or metric key (`--metrics` / `--skip` on every verb that scores).
 from __future__ import annotations
 
 import importlib
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -106,6 +107,7 @@ class Inputs:
     captions: list[str] | None = None       # aligned with ids, if interpretation
     options: Any = None                     # benchmark.scoring.options.ScoreOptions
     memo: dict[str, Any] = field(default_factory=dict)
+    cancel: threading.Event = field(default_factory=threading.Event)  # set: stop early (scoring failed)
 
     def shared(self, key: str, make: Callable[[], Any]) -> Any:
         if key not in self.memo:
