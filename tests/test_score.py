@@ -199,3 +199,21 @@ def test_fingerprint_memo_follows_every_truth_change(random_root, tmp_path):
     os.utime(mask, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size class, old mtime: ctime still moves
     changed = fingerprint(load_split(root, "test"), cache)
     assert changed != first and changed == load_split(root, "test").fingerprint
+
+
+def test_region_breakdown_counts_an_image_in_every_region_it_names(random_root, tmp_path):
+    from benchmark.data.regions import REGIONS
+
+    root, recs = random_root
+    split = load_split(root, "test")
+    out = score_submission(write_submission(tmp_path / "sub", recs), split, FAST)
+    by_region = out.breakdown["region"]
+    named = {r: [i for i, rec in enumerate(recs) if rec["multilabel"][j]] for j, r in enumerate(REGIONS)}
+    assert set(by_region) == {r for r, members in named.items() if members}
+    for region, group in by_region.items():
+        members = named[region]
+        assert group["n"] == len(members)
+        assert group["metrics"]["iou"] == pytest.approx(np.mean(out.per_sample["iou"][members]), abs=1e-12)
+        assert group["metrics"]["cider"] == pytest.approx(np.mean(out.per_sample["cider"][members]), abs=1e-12)
+    assert sum(g["n"] for g in by_region.values()) >= len([r for r in recs if any(r["multilabel"])])
+    assert "region" in out.to_json()["breakdown"]
