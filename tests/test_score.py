@@ -217,3 +217,19 @@ def test_region_breakdown_counts_an_image_in_every_region_it_names(random_root, 
         assert group["metrics"]["cider"] == pytest.approx(np.mean(out.per_sample["cider"][members]), abs=1e-12)
     assert sum(g["n"] for g in by_region.values()) >= len([r for r in recs if any(r["multilabel"])])
     assert "region" in out.to_json()["breakdown"]
+
+
+def test_metric_selection_is_one_generic_mechanism(random_root, tmp_path):
+    root, recs = random_root
+    split = load_split(root, "test")
+    sub = write_submission(tmp_path / "sub", recs)
+    only = score_submission(sub, split, ScoreOptions(metrics=("iou", "cider"), n_boot=20))
+    assert only.scorers == ("mask", "cider")
+    assert {"iou", "f1", "cider"} <= set(only.metrics) and not {"bleu_4", "meteor", "clue_f1"} & set(only.metrics)
+    assert set(only.ci95) <= set(only.metrics)
+    skipped = score_submission(sub, split, ScoreOptions(skip=("meteor", "bleu"), n_boot=20))
+    assert "bleu_1" not in skipped.metrics and "clue_f1" in skipped.metrics and "meteor" not in skipped.metrics
+    official = score_submission(sub, split, ScoreOptions(protocol="official"))
+    assert set(official.scorers) == {"mask", "cider", "bleu", "rouge"} and official.ci95 == {}
+    bad = _mmtt("score", str(sub), "--data", str(root), "--skip", "nonsense")
+    assert bad.returncode == 2 and "unknown metric 'nonsense'" in bad.stderr and "Traceback" not in bad.stderr

@@ -133,6 +133,11 @@ class Scorer(ABC):
     def score(self, inputs: Inputs) -> Scored:
         ...
 
+    def statistic_from_samples(self, samples: Mapping[str, Any], key: str) -> Statistic | None:
+        """A stored entry's statistic for one of this scorer's corpus metrics, rebuilt from the
+        per-sample columns it keeps (None: not rebuildable). Per-image means need nothing here."""
+        return None
+
 
 _SCORERS: dict[str, Scorer] = {}
 _METRICS: dict[str, Metric] = {}
@@ -279,6 +284,4 @@ def statistics_of(samples: Mapping[str, Any], key: str) -> Statistic | None:
         return None
     if m.reduction == "mean" and m.per_image and samples.get(m.per_image) is not None:
         return mean_statistic(np.asarray(samples[m.per_image], dtype=np.float64))
-    s = _SCORERS[_OWNER[key]]
-    rebuild = getattr(s, "statistic_from_samples", None)
-    return rebuild(samples, key) if rebuild else None
+    return _SCORERS[_OWNER[key]].statistic_from_samples(samples, key)
