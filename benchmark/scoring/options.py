@@ -77,7 +77,7 @@ class ScoreOptions:
         metrics = tuple(n for group in get("metrics") for n in _split(group)) if get("metrics") else None
         return cls(protocol=get("protocol", "strict"), allow_missing=get("allow_missing", False),
                    metrics=metrics, skip=skip, embed_model=Path(get("embed_model")) if get("embed_model") else None,
-                   n_boot=get("n_boot", 1000), seed=get("seed", 0),
+                   n_boot=get("n_boot"), seed=get("seed", 0),
                    cache_dir=Path(get("cache_dir")) if get("cache_dir") else None,
                    progress=get("progress", False) or sys.stderr.isatty(), workers=get("workers"))
 
