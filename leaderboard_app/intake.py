@@ -8,6 +8,7 @@ The team is the token's (a token is issued to one team), whatever the manifest s
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -83,10 +84,11 @@ def handle_upload(cfg: AppConfig, *, token: str, name: str, split: str, filename
         except BenchmarkError as exc:
             queries.invalidate()
             return IntakeResult(ok=False, message=str(exc), problems=list(exc.problems), written=True)
-        except Exception as exc:  # noqa: BLE001 - an internal fault, still told in one line
+        except Exception as exc:  # noqa: BLE001 - an internal fault, still told in one line (no server paths)
             queries.invalidate()
-            return IntakeResult(ok=False, message=f"internal error while scoring: {type(exc).__name__}: {exc}",
-                                written=True)
+            logging.getLogger("mmtt.board").error("upload failed", exc_info=exc)
+            return IntakeResult(ok=False, message=f"internal error while scoring ({type(exc).__name__}); the "
+                                                  "details are in the server's log", written=True)
     queries.invalidate()
     what = "Already on the board (identical files)" if outcome.duplicate else "Scored and stored"
     return IntakeResult(ok=True, message=f"{what}: submission #{outcome.submission_id}, entry '{outcome.entry}' "

@@ -1,23 +1,28 @@
 """`mmtt submit`: validate, score and store a submission — all of it, or nothing but a failed row.
 
 Order of work, and why:
-1. checks that need no database (a folder or archive, the upload size, a valid manifest);
-2. the files are kept, content-addressed (idempotent: a re-run stores nothing new);
+1. checks that need no database (a folder or archive, the upload size, normalised entry and team
+   names, the split, a safe submission and a valid manifest);
+2. a read of the rules (entry name not another team's, daily limit), then the files are hashed
+   (identified, not yet kept: an upload refused by a rule or by validation keeps no file);
 3. a short write transaction reserves a `received` submission row after checking the rules
    (daily limit, entry name owned by the team) — serialized by `BEGIN IMMEDIATE`, so eight
    processes cannot all squeeze under the limit;
-4. `validating`: the split is loaded and its truth fingerprint checked against the board's;
+4. `validating`: the split's truth fingerprint is checked against the board's;
    `scoring`: the scorer validates every line and file, then scores, with no transaction open
-   (it can take minutes; the board stays writable);
+   (it can take minutes; the board stays writable); then the files are kept, content-addressed
+   (idempotent: a re-run stores nothing new);
 5. one write transaction creates the team, entry, evaluation, scores, breakdowns and per-sample
    rows and marks the submission `scored`. Until it commits, no entry and no score exists.
 Any failure marks the reserved row `failed` with the reason (or inserts a failed row); nothing
-else changes. A process killed at any point leaves at most an in-progress row whose worker is
+else changes. A failed row that got as far as being identified (hashed) counts against the daily
+limit, so a token holder cannot make the board work without end. A process killed at any point leaves at most an in-progress row whose worker is
 dead: running the same command again takes that row over and finishes the work.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -47,14 +52,14 @@ from benchmark.store.models import (
     Team,
     utcnow,
 )
+from benchmark.store.names import MAX_NAME, name_key, normalise_name
 from benchmark.store.rules import check_daily_limit, rule_value
 from benchmark.store.scores import add_evaluation, full_summary, prepare, refresh_current
 from submissions.archive import is_archive
-from submissions.format import TASKS, Manifest
+from submissions.format import DEFAULT_LIMITS, TASKS, Manifest
 from submissions.reader import open_submission, read_manifest
 
 MIB = 1024 * 1024
-MAX_NAME = 200
 MAX_MESSAGE = 8000
 STALE_AFTER = timedelta(hours=6)   # an in-progress row from another host counts as abandoned after this
 PUBLIC_SUMMARY_KEYS = ("protocol", "protocol_description", "allow_missing", "split", "tasks", "n_truth", "n_scored",
@@ -156,13 +161,27 @@ def public_summary(summary: dict[str, Any], hidden: bool) -> dict[str, Any]:
     return {k: summary[k] for k in PUBLIC_SUMMARY_KEYS if k in summary}
 
 
-def _check_name(kind: str, value: str) -> str:
-    value = (value or "").strip()
-    if not value:
-        raise StoreError(f"the {kind} name must not be empty")
-    if len(value) > MAX_NAME or any(ord(c) < 32 for c in value):
-        raise StoreError(f"{kind} name {value[:40]!r}: at most {MAX_NAME} printable characters")
-    return value
+def _canonical_names(session: Session, state: _State) -> None:
+    """Give `state` the board's spelling of its team and entry when a name with the same key
+    (case, width, compatibility forms) is already there: one team, one entry, however typed."""
+    team_key = name_key(state.team_name)
+    known = [*session.scalars(select(Team.name)), *session.scalars(select(Submission.team_name).distinct())]
+    state.team_name = next((n for n in known if name_key(n) == team_key), state.team_name)
+    entry_key = name_key(state.entry_name)
+    entries = [*session.scalars(select(Entry.name))]
+    state.entry_name = next((n for n in entries if name_key(n) == entry_key), state.entry_name)
+
+
+def _check_rules(session: Session, state: _State, daily_limit: int, *, in_progress: bool = True) -> Entry | None:
+    """The rules every submission must pass before anything of it is kept or reserved: the
+    entry name is not another team's, the team is under its daily limit. Returns the entry."""
+    _canonical_names(session, state)
+    entry = session.scalar(select(Entry).where(Entry.name == state.entry_name))
+    if entry is not None and name_key(entry.team.name) != name_key(state.team_name):
+        raise StoreError(f"entry name '{state.entry_name}' belongs to team '{entry.team.name}'; choose another --name")
+    if not state.request.baseline:
+        check_daily_limit(session, state.team_name, state.split_name, daily_limit, in_progress=in_progress)
+    return entry
 
 
 def default_scorer(path: Path, split: DataSplit, request: SubmitRequest):
@@ -177,7 +196,7 @@ def default_scorer(path: Path, split: DataSplit, request: SubmitRequest):
 def submit(board: Board, request: SubmitRequest, *, scorer: Callable | None = None) -> SubmitOutcome:
     """Validate, score and store `request.path`; raises a `BenchmarkError` (after recording a
     failed row) when anything is wrong. `scorer(path, split, request)` defaults to the real one."""
-    state = _State(entry_name=(request.name or "").strip(), team_name=(request.team or "").strip(),
+    state = _State(entry_name=_printable(request.name), team_name=_printable(request.team),
                    split_name=request.split, source_name=Path(request.path).name[:500], request=request)
     try:
         return _submit(board, request, scorer or default_scorer, state)
@@ -186,9 +205,14 @@ def submit(board: Board, request: SubmitRequest, *, scorer: Callable | None = No
         raise
 
 
+def _printable(name: str | None) -> str:
+    """A name as a failed row may record it (whatever it holds: the row explains the refusal)."""
+    return (name or "").strip().encode("utf-8", "backslashreplace").decode("utf-8")[:MAX_NAME]
+
+
 def _submit(board: Board, request: SubmitRequest, scorer: Callable, state: _State) -> SubmitOutcome:
     path = Path(request.path)
-    _check_name("entry", request.name)
+    state.entry_name = normalise_name("entry", request.name)
     if not path.exists():
         raise StoreError(f"{path}: submission not found")
     if not (path.is_dir() or is_archive(path)):
@@ -199,29 +223,44 @@ def _submit(board: Board, request: SubmitRequest, scorer: Callable, state: _Stat
     max_mb, daily_limit = limits
     state.size = path.stat().st_size if path.is_file() else tree_size(path)
     if state.size > max_mb * MIB:
-        raise RuleError(f"{path}: upload is {state.size / MIB:.1f} MiB, over the limit of {max_mb:g} MiB")
+        raise RuleError(f"{path.name}: upload is {state.size / MIB:.1f} MiB, over the limit of {max_mb:g} MiB")
 
-    with open_submission(path) as sub:
-        manifest = read_manifest(sub, required=True)
+    split = load_split(request.data, request.split)   # its size bounds what an archive may unpack
+    limits = DEFAULT_LIMITS.for_split(len(split))
+    with open_submission(path, limits=limits) as sub:
+        manifest = read_manifest(sub, required=True, limits=limits)
         assert manifest is not None
-        state.team_name = _check_name("team", request.team or manifest.team)
-        tree = board.files.put_tree(sub.root)
-        state.files_hash = tree.hash
-        checkpoint("stored")
+        state.team_name = normalise_name("team", request.team or manifest.team)
+        # the rules first (re-checked when reserving); the files are identified, not yet kept
+        board.db.read(lambda s: _check_rules(s, state, daily_limit, in_progress=False), "checking the rules")
+        state.files_hash = board.files.hash_tree(sub.root)
         reservation = board.db.write(lambda s: _reserve(s, state, daily_limit), "reserving the submission")
         if isinstance(reservation, SubmitOutcome):
             return reservation
         state.submission_id = reservation
         checkpoint("reserved")
         board.db.write(lambda s: _set_status(s, reservation, "validating"), "updating the status")
-        split = load_split(request.data, request.split)
         fingerprint = split.fingerprint
         board.db.write(lambda s: _set_status(s, reservation, "scoring", state, fingerprint), "updating the status")
         result = scorer(sub.root, split, request)   # validates every line and file, then scores
         checkpoint("scored")
+        _keep_files(board, sub.root, state, str(sub.source))   # only a submission that scored keeps its files
+        checkpoint("stored")
         prepared = prepare(result)
         return board.db.write(lambda s: _finalize(s, state, manifest, fingerprint, len(split), result, prepared),
                               "storing the scores")
+
+
+def _keep_files(board: Board, root: Path, state: _State, label: str) -> None:
+    try:
+        tree = board.files.put_tree(root)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StoreError(f"{label}: no space left on the board's disk while keeping the files; "
+                             "nothing was submitted") from None
+        raise
+    if tree.hash != state.files_hash:
+        raise StoreError(f"{label}: the files changed while the submission was being scored; submit again")
 
 
 def _match(state: _State):
@@ -254,8 +293,9 @@ def _reserve(session: Session, state: _State, daily_limit: int) -> int | SubmitO
     A new split is registered only by `_finalize`, so a failure leaves no split row behind."""
     request = state.request
     split_row = session.scalar(select(Split).where(Split.name == state.split_name))
+    _canonical_names(session, state)
     entry = session.scalar(select(Entry).where(Entry.name == state.entry_name))
-    if entry is not None and entry.team.name != state.team_name:
+    if entry is not None and name_key(entry.team.name) != name_key(state.team_name):
         raise StoreError(f"entry name '{state.entry_name}' belongs to team '{entry.team.name}'; choose another --name")
     if entry is not None and split_row is not None:   # the same files, already the entry's up-to-date score
         current = session.scalar(
@@ -275,8 +315,7 @@ def _reserve(session: Session, state: _State, daily_limit: int) -> int | SubmitO
             row.worker, row.status, row.message = me, "received", "resumed after an interrupted run"
             session.flush()
             return row.id
-    if not request.baseline:
-        check_daily_limit(session, state.team_name, state.split_name, daily_limit)
+    _check_rules(session, state, daily_limit)
     row = Submission(entry_name=state.entry_name, team_name=state.team_name, split_name=state.split_name,
                      split_id=split_row.id if split_row else None, entry_id=entry.id if entry else None,
                      status="received",
