@@ -14,7 +14,7 @@ import streamlit as st
 if __package__ in (None, ""):   # run as a script by `streamlit run`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from leaderboard_app.ui import config, is_control_flow, show_internal_error  # noqa: E402
+from leaderboard_app.ui import config, show_internal_error  # noqa: E402
 
 st.set_page_config(page_title=config().title, page_icon=":material/leaderboard:", layout="wide",
                    menu_items={"About": "MMTT benchmark leaderboard: facial forgery localization and explanation."})
@@ -29,7 +29,5 @@ page = st.navigation([
 ])
 try:
     page.run()
-except Exception as exc:  # noqa: BLE001 - the boundary: a page that breaks on user content says so plainly
-    if is_control_flow(exc):  # st.stop / st.rerun / st.switch_page work by raising
-        raise
+except Exception as exc:  # noqa: BLE001 - the boundary (st.stop / st.rerun raise BaseExceptions: not caught)
     show_internal_error(exc)

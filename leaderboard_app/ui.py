@@ -40,13 +40,6 @@ def error(exc: BaseException | str, *, hint: str = "") -> None:
             st.code("\n".join(str(p) for p in problems), language=None, wrap_lines=True)
 
 
-def is_control_flow(exc: BaseException) -> bool:
-    """Whether `exc` is how Streamlit stops or reruns a script (never to be caught)."""
-    from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
-
-    return isinstance(exc, ScriptControlException)
-
-
 def show_internal_error(exc: BaseException) -> None:
     """What the public sees when a page breaks: one plain sentence. The traceback (with its
     server paths) goes to the server's log only."""
