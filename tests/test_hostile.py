@@ -56,7 +56,6 @@ class World:
     db: Path
     files: Path
     cases: Path
-    baseline_rss_kb: int = 0
     counter: list[int] = field(default_factory=lambda: [0])
 
     def case_dir(self) -> Path:
