@@ -187,9 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _unexpected(exc: BaseException, args: argparse.Namespace) -> str:
     """One line for an exception no check anticipated: where (the command, the board), what, and
-    how to see more. Temp paths of this machine are not shown."""
-    import tempfile
-
+    how to see more."""
     command = " ".join(str(getattr(args, k)) for k in ("command", "data_command", "db_command", "split_command")
                        if getattr(args, k, None))
     module = type(exc).__module__ or ""
@@ -207,8 +205,7 @@ def _unexpected(exc: BaseException, args: argparse.Namespace) -> str:
     else:
         text = str(exc).splitlines()[0] if str(exc) else ""
         what = f"unexpected {type(exc).__name__}" + (f": {text}" if text else "")
-    what = what.replace(tempfile.gettempdir(), "<tmp>")[:500]
-    return f"mmtt {command}: {what} (set MMTT_DEBUG=1 to see the traceback)"
+    return f"mmtt {command}: {what[:500]} (set MMTT_DEBUG=1 to see the traceback)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

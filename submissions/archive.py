@@ -16,7 +16,6 @@ import lzma
 import posixpath
 import shutil
 import tarfile
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -134,7 +133,7 @@ def check_archive(path: Path, limits: Limits = DEFAULT_LIMITS) -> list[_Member]:
     for m in members:
         why = _unsafe_name(m.name)
         if why:
-            problems.append(f"{path.name}: member '{m.name[:200]}': {why}")
+            problems.append(f"{path.name}: member '{_show(m.name)}': {why}")
             continue
         if m.kind not in ("file", "dir"):
             problems.append(f"{path.name}: member '{m.name}': {m.kind} not allowed")
@@ -167,9 +166,15 @@ def check_archive(path: Path, limits: Limits = DEFAULT_LIMITS) -> list[_Member]:
 
 
 def _reason(exc: BaseException) -> str:
-    """An exception's text without the temp paths some of them quote."""
-    text = str(exc) or type(exc).__name__
-    return text.replace(str(Path(tempfile.gettempdir())), "<tmp>")[:300]
+    """An exception's text without the (temporary, server-side) path an OSError quotes."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return (str(exc) or type(exc).__name__).splitlines()[0][:300]
+
+
+def _show(name: str) -> str:
+    """A member name as a message shows it: as it is, or escaped when it holds control characters."""
+    return name[:200] if name.isprintable() else ascii(name[:200])
 
 
 def extract_archive(path: Path, dest: Path, limits: Limits = DEFAULT_LIMITS) -> Path:

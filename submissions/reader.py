@@ -68,6 +68,8 @@ class Submission:
         """The file for mask path `rel` (relative to the masks folder for default paths, to the
         submission root for explicit ones), or a reason when it would leave the submission."""
         rel = rel.replace("\\", "/")
+        if _CONTROL.search(rel):
+            return None, "holds a control character"
         if rel.startswith("/") or (len(rel) > 1 and rel[1] == ":"):
             return None, "is absolute"
         norm = posixpath.normpath(rel)

@@ -96,7 +96,7 @@ def score_submission(path: Path | str, split: Split, options: ScoreOptions | Non
     """Validate and score the submission at `path` (folder, archive or predictions file)."""
     options = options or ScoreOptions()
     protocol = get_protocol(options.protocol, options.allow_missing)
-    with open_submission(path, masks=masks, limits=options.limits) as sub:
+    with open_submission(path, masks=masks, limits=options.limits.for_split(len(split))) as sub:
         return _score(sub, split, protocol, options)
 
 
