@@ -34,7 +34,7 @@ class Limits:
     max_compression_ratio: int = 200          # uncompressed / compressed, for archives over ...
     ratio_free_bytes: int = 16 * 1024**2      # ... this many uncompressed bytes
     max_line_bytes: int = 64 * 1024
-    max_predictions_bytes: int = 1024**3      # predictions.jsonl (or .json) as a whole
+    max_predictions_bytes: int = 256 * 1024**2  # predictions.jsonl (or .json) as a whole
     max_mask_bytes: int = 64 * 1024**2        # one mask file
     max_mask_pixels: int = 64 * 1024 * 1024   # one mask's width x height (8k x 8k), checked before decoding
     max_manifest_bytes: int = 1024**2
