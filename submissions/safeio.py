@@ -143,12 +143,11 @@ def scan_tree(root: Path, *, label: str, max_entries: int) -> list[str]:
                         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                             problems.append(f"{where}: links to {_kind(mode)}; only regular files are read")
                     continue
-                mode = entry.stat(follow_symlinks=False).st_mode
+                if entry.is_dir(follow_symlinks=False):     # the directory entry's type: no system call
+                    stack.append((entry.path, rel + "/"))
+                elif not entry.is_file(follow_symlinks=False):
+                    mode = entry.stat(follow_symlinks=False).st_mode
+                    problems.append(f"{where}: is {_kind(mode)}; only regular files are read")
             except OSError as exc:
                 problems.append(f"{where}: cannot be checked: {exc.strerror}")
-                continue
-            if stat.S_ISDIR(mode):
-                stack.append((entry.path, rel + "/"))
-            elif not stat.S_ISREG(mode):
-                problems.append(f"{where}: is {_kind(mode)}; only regular files are read")
     return problems
