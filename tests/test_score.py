@@ -128,7 +128,7 @@ def test_truth_cache_is_reused_and_gives_identical_numbers(random_root, tmp_path
     cache = tmp_path / "cache"
     first = score_submission(sub, split, ScoreOptions(skip=("meteor",), n_boot=50, cache_dir=cache)).summary
     files = sorted(p.name for p in next(cache.iterdir()).iterdir())
-    assert files == ["blocks-224x224.pkl", "blocks-48x48.pkl", "masks.pkl", "regions.pkl", "text.pkl"]
+    assert files == ["blocks-224x224.pkl", "blocks-48x48.pkl", "masks.pkl", "meta.pkl", "regions.pkl", "text.pkl"]
     second = score_submission(sub, load_split(root, "test"), ScoreOptions(skip=("meteor",), n_boot=50, cache_dir=cache)).summary
     assert_close(first["metrics"], second["metrics"])
 
