@@ -285,7 +285,13 @@ def read_predictions(sub: Submission, limits: Limits = DEFAULT_LIMITS) -> tuple[
     name = sub.predictions_file.name
     preds: dict[str, Prediction] = {}
     problems: list[Problem] = []
+    seen = 0
     for lineno, obj, problem in iter_lines(sub.predictions_file, limits):
+        seen += 1
+        if seen > limits.max_prediction_lines:
+            problems.append(Problem("json", f"{name}:{lineno}: more than {limits.max_prediction_lines} predictions "
+                                            "for this split; the rest of the file is not read"))
+            break
         if problem:
             problems.append(problem)
             continue

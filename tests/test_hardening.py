@@ -62,6 +62,29 @@ def test_safe_read_refuses_what_is_not_a_regular_file_inside(tmp_path: Path) -> 
     assert scan_tree(root, label="sub", max_entries=2)[-1] == "sub: more than 2 files and folders"
 
 
+def test_an_overlong_line_is_skipped_without_being_held(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from submissions.format import DEFAULT_LIMITS
+    from submissions.reader import iter_lines
+
+    path = tmp_path / "predictions.jsonl"
+    with open(path, "wb") as fh:
+        fh.write(b'{"image_id": "a"}\n{"image_id": "b", "caption": "')
+        for _ in range(100):
+            fh.write(b"x" * (1 << 20))     # a 100 MiB line
+        fh.write(b'"}\n{"image_id": "c"}\n')
+    tracemalloc.start()
+    try:
+        out = list(iter_lines(path, DEFAULT_LIMITS))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [(n, obj) for n, obj, _ in out] == [(1, {"image_id": "a"}), (2, None), (3, {"image_id": "c"})]
+    assert out[1][2].code == "line_long"
+    assert peak < 4 * 1024**2, peak          # chunks of the line, never the line
+
+
 def test_links_inside_the_submission_are_followed(world: World) -> None:
     """The documented choice: a link that stays inside the submission is fine (two ids sharing
     one mask file), one that leaves it is refused."""

@@ -344,7 +344,7 @@ def _(w):
     return w.score(w.good, "--masks", str(fifo))
 
 
-@case("giant-line-in-folder", "predictions.jsonl:3", subprocess=True)
+@case("giant-line-in-folder", "predictions.jsonl", subprocess=True)
 def _(w):
     sub = w.sub()
     lines = lines_of(w, sub)
@@ -931,6 +931,14 @@ def _(w):
     raw = (sub / "predictions.jsonl").read_bytes().split(b"\n")
     raw[1] = b'{"image_id": "\xff\xfe"}'
     (sub / "predictions.jsonl").write_bytes(b"\n".join(raw))
+    return w.score(sub)
+
+
+@case("millions-of-lines", "predictions for this split")
+def _(w):
+    sub = w.sub()
+    with open(sub / "predictions.jsonl", "a") as fh:   # ~1 MiB: under the byte cap, far over the line cap
+        fh.write("".join('{"image_id": "%x"}\n' % i for i in range(60_000)))
     return w.score(sub)
 
 
