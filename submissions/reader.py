@@ -20,7 +20,7 @@ from benchmark.errors import BenchmarkError
 from submissions import strictjson
 from submissions.archive import extract_archive, is_archive
 from submissions.format import DEFAULT_LIMITS, MANIFEST, MASKS_DIR, PREDICTIONS, TASKS, Limits, Manifest, Prediction
-from submissions.safeio import UnsafeFileError, open_file, read_file, scan_tree
+from submissions.safeio import UnsafeFileError, check_inside, open_file, read_file, scan_tree
 
 
 class SubmissionError(BenchmarkError):
@@ -158,6 +158,10 @@ def _locate(source: Path, label: str, root: Path, masks: Path | str | None, limi
     else:
         masks_dir = _single([p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")])
     if single_file and masks is None and masks_dir is not None:   # the folder beside a predictions file
+        try:
+            check_inside(masks_dir, root, masks_dir.name)
+        except UnsafeFileError as exc:
+            raise SubmissionError(str(exc)) from None
         _refuse_unsafe(scan_tree(masks_dir, label=masks_dir.name, max_entries=limits.max_archive_files),
                        masks_dir.name, limits)
     manifest = root / MANIFEST

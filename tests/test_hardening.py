@@ -97,6 +97,15 @@ def test_links_inside_the_submission_are_followed(world: World) -> None:
     assert json.loads(out.stdout)["n_scored"] == len(world.records)
 
 
+def test_mask_folder_beside_a_predictions_file_must_not_link_out(world: World) -> None:
+    sub = world.submission("beside")
+    outside = world.root / "elsewhere"
+    (sub / "masks").rename(outside)
+    (sub / "masks").symlink_to(outside)
+    out = cli("score", sub / "predictions.jsonl", "--data", world.data, "--no-meteor")
+    assert out.returncode == 2 and out.stderr.startswith("error: masks: is a link that leaves the submission folder")
+
+
 # ----------------------------------------------------------------------------------- names
 @pytest.mark.parametrize("raw, shown", [("  Lab  ", "Lab"), ("ｌａｂ", "lab"), ("a  b", "a b"), ("ﬁx", "fix"),
                                         ("Équipe", "Équipe")])
