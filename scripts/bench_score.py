@@ -170,7 +170,7 @@ def watch(p):
                 peak[kind] = max(peak.get(kind, 0), int(st.get('VmRSS', '0 kB').split()[0]) / 1024)
             except (OSError, KeyError, ValueError):
                 pass
-        time.sleep(0.05)
+        time.sleep(0.25)
 t = time.perf_counter()
 p = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 w = threading.Thread(target=watch, args=(p,), daemon=True); w.start()

@@ -166,7 +166,7 @@ def test_entry_page_metrics_breakdowns_gallery_and_links(board_world, monkeypatc
     assert iou["Score ×100"] == pytest.approx(d["metrics"]["iou"] * 100)
     assert iou["95% CI low"] == pytest.approx(d["ci95"]["iou"][0] * 100)
     assert {"BLEU-4", "CIDEr", "ROUGE-L", "Clue F1"} <= set(metrics["Metric"])
-    assert len(at.get("vega_lite_chart")) == 2                    # per method, per source
+    assert len(at.get("vega_lite_chart")) == 3                    # per method, per source, per region
     images = at.get("image")
     assert len(images) >= 6 * 3 - 3                                     # image, truth overlay, prediction
     texts = " ".join(m.value for m in at.markdown)
@@ -219,3 +219,19 @@ def test_plots_page_draws_its_charts(board_world, monkeypatch) -> None:
     at = run_app(board_world, monkeypatch, "pages/plots.py", split="hidden")
     assert len(at.get("vega_lite_chart")) == 2                   # no per-method bars on hidden truth
     assert any("hidden" in i.value for i in at.info)
+
+
+def test_region_breakdown_view_shows_each_entrys_region_numbers(board_world, monkeypatch) -> None:
+    with Board.open(board_world.url, upgrade=False) as board:
+        alpha = board.db.read(lambda s: entry_detail(s, "alpha", "test"))
+    regions = sorted(alpha["breakdown"]["region"])
+    assert regions, "the truth explanations name facial regions"
+    at = run_app(board_world, monkeypatch)
+    at.button_group(key="board_view").set_value("region").run()
+    at.selectbox(key="board_group_region").set_value(regions[0]).run()
+    at.toggle(key="board_ci").set_value(False).run()
+    assert not at.exception
+    table = board_frame(at)
+    row = table[table["Entry"] == "alpha"].iloc[0]
+    assert row["IoU"] == pytest.approx(alpha["breakdown"]["region"][regions[0]]["metrics"]["iou"] * 100)
+    assert f"region: {regions[0]}" in " ".join(m.value for m in at.markdown).replace("\\", "")

@@ -82,6 +82,21 @@ def _cover(pred_len: int, truth_len: int) -> np.ndarray:
     return np.bincount(nearest_index(pred_len, truth_len), minlength=pred_len).astype(np.int64)
 
 
+def _words(bits: np.ndarray) -> np.ndarray:
+    """Packed bits as uint64 words (zero-padded), so popcounts run 64 pixels at a time."""
+    pad = -len(bits) % 8
+    if pad:
+        bits = np.concatenate([bits, np.zeros(pad, np.uint8)])
+    return bits.view(np.uint64)
+
+
+@lru_cache(maxsize=64)
+def _area_classes(h: int, w: int, truth_h: int, truth_w: int) -> tuple[tuple[int, np.ndarray], ...]:
+    """The distinct block areas of a prediction grid, each with the packed words of its blocks."""
+    area = np.outer(_cover(h, truth_h), _cover(w, truth_w)).ravel()
+    return tuple((int(a), _words(np.packbits(area == a))) for a in np.unique(area) if a > 0)
+
+
 @dataclass(frozen=True)
 class TruthBlocks:
     """A truth mask seen from a prediction of size (h, w) resized to it with NEAREST (the official rule).
@@ -95,7 +110,7 @@ class TruthBlocks:
 
     rows: np.ndarray            # (h,) int64
     cols: np.ndarray            # (w,) int64
-    full: np.ndarray            # (h, w) bool
+    full_bits: np.ndarray       # packed (np.packbits) flat (h, w) bool: blocks entirely forged
     partial_index: np.ndarray   # (k,) flat indices into (h, w)
     partial_forged: np.ndarray  # (k,) forged truth pixels of each partial block
     positives: int              # forged truth pixels in all
@@ -127,13 +142,13 @@ class TruthBlocks:
         area = np.outer(rows, cols).ravel()
         full = (forged == area) & (area > 0)
         part = np.flatnonzero((forged > 0) & ~full)
-        return cls(rows, cols, full.reshape(h, w), part, forged[part], int(truth.sum()))
+        return cls(rows, cols, np.packbits(full), part, forged[part], int(truth.sum()))
 
     def pack(self) -> bytes:
         """A compact serialisation (the truth cache keeps one per image and prediction size)."""
         h, w = self.hw
         head = np.array([h, w, len(self.partial_index), self.positives], np.int64).tobytes()
-        body = (np.packbits(self.full).tobytes() + self.partial_index.astype("<u4").tobytes()
+        body = (self.full_bits.tobytes() + self.partial_index.astype("<u4").tobytes()
                 + self.partial_forged.astype("<u4").tobytes())
         return head + zlib.compress(body, 1)
 
@@ -142,7 +157,7 @@ class TruthBlocks:
         h, w, k, positives = (int(v) for v in np.frombuffer(data[:32], np.int64))
         body = zlib.decompress(data[32:])
         nbits = (h * w + 7) // 8
-        full = np.unpackbits(np.frombuffer(body, np.uint8, nbits), count=h * w).view(bool).reshape(h, w)
+        full = np.frombuffer(body, np.uint8, nbits)
         index = np.frombuffer(body, "<u4", k, nbits).astype(np.intp)
         forged = np.frombuffer(body, "<u4", k, nbits + 4 * k).astype(np.int64)
         return cls(rows, cols, full, index, forged, positives)
@@ -150,7 +165,8 @@ class TruthBlocks:
     def dense(self) -> tuple[np.ndarray, np.ndarray]:
         """(forged, area) per prediction pixel as flat int64 arrays (for grey histograms)."""
         area = np.outer(self.rows, self.cols).ravel()
-        forged = np.where(self.full.ravel(), area, 0)
+        full = np.unpackbits(self.full_bits, count=len(area)).view(bool)
+        forged = np.where(full, area, 0)
         forged[self.partial_index] = self.partial_forged
         return forged, area
 
@@ -195,15 +211,19 @@ def count_mask(grey: np.ndarray, blocks: TruthBlocks) -> MaskCounts:
         raise ValueError(f"a grey prediction must be uint8 or bool, got {grey.dtype}")
     if grey.shape != blocks.hw:
         raise ValueError(f"prediction shape {grey.shape} differs from the truth blocks' {blocks.hw}")
-    hit = grey > PRED_THRESHOLD
-    hit_f = hit.astype(np.float64)
-    # float64 sums of integer counts are exact far beyond any mask size (2**53)
-    n_pred = int(round(blocks.rows @ (hit_f @ blocks.cols)))
-    tp = int(round(blocks.rows @ ((hit_f * blocks.full) @ blocks.cols)))
+    hit_bits = np.packbits(grey > PRED_THRESHOLD)
+    hit = _words(hit_bits)
+    both = hit & _words(blocks.full_bits)
+    h, w = grey.shape
+    n_pred = tp = 0
+    for area, members in _area_classes(h, w, int(blocks.rows.sum()), int(blocks.cols.sum())):
+        # blocks of one area at a time: popcounts of packed bits, exact integer arithmetic
+        n_pred += area * int(np.bitwise_count(hit & members).sum(dtype=np.int64))
+        tp += area * int(np.bitwise_count(both & members).sum(dtype=np.int64))
     if len(blocks.partial_index):
-        tp += int(blocks.partial_forged[hit.ravel()[blocks.partial_index]].sum())
+        tp += int(blocks.partial_forged[np.unpackbits(hit_bits, count=grey.size).view(bool)[blocks.partial_index]].sum())
     pixels = blocks.truth_pixels
-    if np.count_nonzero(grey == 255) + np.count_nonzero(grey == 0) == grey.size:
+    if not ((grey + np.uint8(1)) > 1).any():  # only 0 and 255 (uint8 wraps 255 + 1 to 0)
         return MaskCounts(tp, n_pred, blocks.positives, pixels)
     forged, area = blocks.dense()
     flat = grey.ravel()

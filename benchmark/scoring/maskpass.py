@@ -166,13 +166,15 @@ def run_mask_pass(
     labels: Sequence[str] | None = None,
     progress: Callable[[int], None] | None = None,
     workers: int | None = None,
+    started: Callable[[], None] | None = None,
 ) -> MaskPass:
     """Score the mask `files[i]` (None: an empty prediction) of each `ids[i]`.
 
     `strict` (leaderboard): a missing, unreadable, non-greyscale or wrongly shaped mask is a
     problem. Otherwise (official protocol): any mode is converted to grey, any size is resized,
     and a missing or unreadable mask is skipped, as the official script does.
-    `labels[i]` is how a problem names the file (default: the path).
+    `labels[i]` is how a problem names the file (default: the path). `started()` is called once
+    the worker processes exist (so the caller may start threads without forking them).
     """
     global _JOB
     n = len(ids)
@@ -208,10 +210,14 @@ def run_mask_pass(
     _JOB = job
     try:
         if n <= CHUNK or workers == 1:
+            if started:
+                started()
             parts = [_chunk(s, min(s + CHUNK, n), job) for s in starts]
         else:
             with _executor(workers) as pool:
-                parts = pool.map(_chunk, starts, [min(s + CHUNK, n) for s in starts])
+                parts = pool.map(_chunk, starts, [min(s + CHUNK, n) for s in starts])  # forks every worker
+                if started:
+                    started()
                 parts = list(_report(parts, progress))
                 progress = None
         done = 0

@@ -12,6 +12,7 @@ import hashlib
 import math
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,28 +233,47 @@ def _score(sub: Submission, split: Split, protocol: Protocol, options: ScoreOpti
     # so that a researcher sees every problem at once — unless the ids themselves are unusable
     with _stage(timings, "truth (cache load or build)"):
         truth = TruthCache(split, options.cache_dir, progress=options.progress) if ids else None
-    mask_pass = None
-    if files is not None and truth is not None:
-        update, close = _progress(len(ids), "masks", options.progress)
-        try:
-            with _stage(timings, "mask pass"):
-                mask_pass = run_mask_pass(truth, ids, files, strict=protocol.strict, labels=labels,
-                                          progress=update, workers=options.workers)
-        finally:
-            close()
-        fatal.extend(mask_pass.problems)
-    if fatal:
-        cap = options.limits.max_problems
-        shown = [str(p) for p in fatal[:cap]]
-        if len(fatal) > cap:
-            shown.append(f"... and {len(fatal) - cap} more")
-        raise SubmissionError(f"{sub.source}: {len(fatal)} problem(s), nothing scored; first: {fatal[0]}",
-                              problems=shown)
-    warnings = [str(p) for p in problems if not protocol.fatal(p.code)]
-    inputs = Inputs(ids=ids, truth=truth, strict=protocol.strict, masks=mask_pass, captions=captions,
-                    options=options)
     chosen = [s for s in chosen if s.task in tasks]
-    result = _compute(split, inputs, chosen, tasks, protocol, options, timings)
+    inputs = Inputs(ids=ids, truth=truth, strict=protocol.strict, captions=captions, options=options)
+    # the explanation scorers (PTB tokenizer and METEOR run in Java) work beside the mask pass,
+    # in a thread started once the mask workers are forked; a fatal problem cancels them
+    beside = [s for s in chosen if s.task == "interpretation"] if truth is not None and not fatal else []
+    outputs: dict[str, Scored] = {}
+    with ThreadPoolExecutor(1, thread_name_prefix="mmtt-text") as pool:
+        pending: list[Future] = []
+
+        def start_text() -> None:
+            if beside and not pending:
+                pending.append(pool.submit(_run_scorers, beside, inputs, timings))
+
+        mask_pass = None
+        try:
+            if files is not None and truth is not None:
+                update, close = _progress(len(ids), "masks", options.progress)
+                try:
+                    with _stage(timings, "mask pass"):
+                        mask_pass = run_mask_pass(truth, ids, files, strict=protocol.strict, labels=labels,
+                                                  progress=update, workers=options.workers, started=start_text)
+                finally:
+                    close()
+                fatal.extend(mask_pass.problems)
+            if fatal:
+                cap = options.limits.max_problems
+                shown = [str(p) for p in fatal[:cap]]
+                if len(fatal) > cap:
+                    shown.append(f"... and {len(fatal) - cap} more")
+                raise SubmissionError(f"{sub.source}: {len(fatal)} problem(s), nothing scored; first: {fatal[0]}",
+                                      problems=shown)
+            start_text()
+            if pending:
+                outputs.update(pending[0].result())
+        except BaseException:
+            inputs.cancel.set()
+            raise
+    warnings = [str(p) for p in problems if not protocol.fatal(p.code)]
+    inputs.masks = mask_pass
+    outputs.update(_run_scorers([s for s in chosen if s not in beside], inputs, timings))
+    result = _compute(split, inputs, chosen, outputs, tasks, protocol, options, timings)
     result.n_missing = len(missing)
     result.warnings = warnings
     result.submission_hash = _submission_hash(sub, ids, mask_pass)
@@ -273,9 +293,18 @@ def _submission_hash(sub: Submission, ids: list[str], mask_pass) -> str:
 
 
 
-def _compute(split: Split, inputs: Inputs, chosen: list[registry.Scorer], tasks: tuple[str, ...],
-             protocol: Protocol, options: ScoreOptions, timings: dict[str, float]) -> ScoreResult:
-    """Run every chosen scorer, then form CIs and breakdowns from their statistics alike."""
+def _run_scorers(scorers: list[registry.Scorer], inputs: Inputs, timings: dict[str, float]) -> dict[str, Scored]:
+    out = {}
+    for scorer in scorers:
+        with _stage(timings, f"metric {scorer.name}"):
+            out[scorer.name] = scorer.score(inputs)
+    return out
+
+
+def _compute(split: Split, inputs: Inputs, chosen: list[registry.Scorer], outputs: dict[str, Scored],
+             tasks: tuple[str, ...], protocol: Protocol, options: ScoreOptions,
+             timings: dict[str, float]) -> ScoreResult:
+    """Gather every chosen scorer's output, then form CIs and breakdowns from their statistics alike."""
     ids = inputs.ids
     records = [split.by_id[i] for i in ids]
     per_sample: dict[str, Any] = {"image_id": list(ids), "method": [r.method for r in records],
@@ -284,8 +313,7 @@ def _compute(split: Split, inputs: Inputs, chosen: list[registry.Scorer], tasks:
     stats: dict[str, Statistic] = {}
     notes: dict[str, Any] = {}
     for scorer in chosen:
-        with _stage(timings, f"metric {scorer.name}"):
-            out: Scored = scorer.score(inputs)
+        out = outputs[scorer.name]
         values.update(out.values)
         per_sample.update(out.samples)
         stats.update(out.stats)

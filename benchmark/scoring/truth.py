@@ -12,6 +12,7 @@ What is kept, per split fingerprint:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import tempfile
@@ -63,6 +64,41 @@ def resize_nearest(grey: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return grey[nearest_index(grey.shape[0], hw[0])[:, None], nearest_index(grey.shape[1], hw[1])[None, :]]
 
 
+def fingerprint(split: Split, cache_root: Path) -> str:
+    """`split.fingerprint`, remembered under a key of the split file's bytes and every truth mask
+    file's (path, size, mtime, ctime, inode): re-scoring does not re-read and re-hash the truth,
+    yet any change to a truth file (its ctime moves even when its mtime is forged back) or to the
+    split file computes it afresh. Also stores it on `split`."""
+    if "fingerprint" in split.__dict__:
+        return split.fingerprint
+    h = hashlib.sha256(b"mmtt-split-stat-v1\0")
+    h.update(hashlib.sha256(split.json_path.read_bytes()).digest())
+    for image_id in split.ids:
+        path = split.mask_files[image_id]
+        try:
+            st = os.stat(path)
+        except OSError:
+            return split.fingerprint  # let the full hash report the missing file
+        h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n".encode("utf-8", "surrogateescape"))
+    memo = cache_root / "fingerprints" / f"{h.hexdigest()}.txt"
+    try:
+        known = memo.read_text().strip()
+    except OSError:
+        known = ""
+    if known.startswith("sha256:"):
+        split.__dict__["fingerprint"] = known  # functools.cached_property's storage
+        return known
+    value = split.fingerprint
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+        tmp.write_text(value)
+        os.replace(tmp, memo)
+    except OSError:
+        pass  # a memo that cannot be written only costs speed
+    return value
+
+
 class TruthCache:
     """The decoded truth of one split, loaded from (or built into) the cache folder."""
 
@@ -72,8 +108,9 @@ class TruthCache:
         self.ids = split.ids
         self.index = {image_id: i for i, image_id in enumerate(self.ids)}
         self.workers = workers or min(8, os.cpu_count() or 1)
-        key = split.fingerprint.split(":")[-1][:32]
-        self.dir = (cache_dir or default_cache_dir()) / f"truth-{key}-v{CACHE_VERSION}"
+        root = cache_dir or default_cache_dir()
+        key = fingerprint(split, root).split(":")[-1][:32]
+        self.dir = root / f"truth-{key}-v{CACHE_VERSION}"
         self._blocks: dict[tuple[int, int], list[tuple[str, bytes]]] = {}
         self.progress = progress
         self._load_or_build_masks()
