@@ -1,13 +1,16 @@
 """The `mmtt` command line: the one place that wires data, scoring, store, baselines and board.
 
 Every user-fixable problem is a `BenchmarkError`: printed as one located line (plus the list of
-problems found) on stderr with exit status 2 — never a traceback.
+problems found) on stderr with exit status 2 — never a traceback. Any other exception is caught
+by the same boundary in `main` and told in one line too (`MMTT_DEBUG=1` shows its traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -202,7 +205,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _unexpected(exc: BaseException, args: argparse.Namespace) -> str:
+    """One line for an exception no check anticipated: where (the command, the board), what, and
+    how to see more."""
+    command = " ".join(str(getattr(args, k)) for k in ("command", "data_command", "db_command", "split_command")
+                       if getattr(args, k, None))
+    module = type(exc).__module__ or ""
+    if module.startswith("sqlalchemy"):
+        orig = getattr(exc, "orig", None) or exc
+        text = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+        where = getattr(args, "db", None) or "the board database"
+        what = f"{where}: cannot use the board database: {text}"
+    elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        what = "no space left on the disk; nothing was completed"
+    elif isinstance(exc, OSError) and exc.strerror:
+        what = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    elif isinstance(exc, MemoryError):
+        what = "out of memory while handling the input"
+    else:
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        what = f"unexpected {type(exc).__name__}" + (f": {text}" if text else "")
+    return f"mmtt {command}: {what[:500]} (set MMTT_DEBUG=1 to see the traceback)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. The one error boundary: a `BenchmarkError` is printed as its located
+    report; any other exception while handling the user's input becomes one located line too
+    (exit 2, no traceback) unless `MMTT_DEBUG=1` asks for the traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -215,6 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # noqa: BLE001 - the boundary: anything else is still told in one line
+        if os.environ.get("MMTT_DEBUG"):
+            raise
+        print(f"error: {_unexpected(exc, args)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

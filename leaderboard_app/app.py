@@ -1,6 +1,7 @@
 """The MMTT leaderboard web app: `streamlit run leaderboard_app/app.py -- --db URL [--data DIR]`
 (or `mmtt board --db URL`). One file per page under `pages/`; every database read is in
-`queries.py`; the app never writes to the board except through the Submit page.
+`queries.py`; the app never writes to the board except through the Submit page. Any exception a
+page raises is shown as a plain message (no traceback, no server path) and logged on the server.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import streamlit as st
 if __package__ in (None, ""):   # run as a script by `streamlit run`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from leaderboard_app.ui import config  # noqa: E402
+from leaderboard_app.ui import config, show_internal_error  # noqa: E402
 
 st.set_page_config(page_title=config().title, page_icon=":material/leaderboard:", layout="wide",
                    menu_items={"About": "MMTT benchmark leaderboard: facial forgery localization and explanation."})
@@ -26,4 +27,7 @@ page = st.navigation([
     st.Page(PAGES / "plots.py", title="Plots", icon=":material/scatter_plot:", url_path="plots"),
     st.Page(PAGES / "submit.py", title="Submit", icon=":material/upload:", url_path="submit"),
 ])
-page.run()
+try:
+    page.run()
+except Exception as exc:  # noqa: BLE001 - the boundary (st.stop / st.rerun raise BaseExceptions: not caught)
+    show_internal_error(exc)

@@ -71,6 +71,7 @@ def streamlit_command(config, *, port: int, address: str, cap_mb: float) -> list
             "--server.maxUploadSize", str(max(1, math.ceil(cap_mb))), "--server.fileWatcherType", "none",
             "--server.runOnSave", "false", "--browser.gatherUsageStats", "false",
             "--global.developmentMode", "false", "--client.toolbarMode", "viewer",
+            "--client.showErrorDetails", "none",   # no traceback (with server paths) reaches the public
             "--", *to_argv(config)]
 
 

@@ -123,6 +123,6 @@ def panels(image_file: str, truth_file: str, files_root: str,
             data = _read_object(FileStore(files_root), mask_digest)
             pred = np.asarray(Image.open(io.BytesIO(data)).convert("L")) > 127
             pred_png = _png(_tint(image, pred, PRED_RGB))
-        except (OSError, FileStoreError):
+        except (OSError, ValueError, FileStoreError, Image.DecompressionBombError):
             pred_png = None
     return _png(image), _png(_tint(image, truth, TRUTH_RGB)), pred_png

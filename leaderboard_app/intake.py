@@ -9,6 +9,7 @@ every problem listed.
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -74,6 +75,10 @@ def handle_upload(cfg: AppConfig, *, token: str, name: str, split: str, filename
             answer = submit_archive(cfg.api, token or "", path, name=name, split=split, allow_missing=allow_missing)
         except BenchmarkError as exc:
             return IntakeResult(ok=False, message=str(exc), problems=list(exc.problems))
+        except Exception as exc:  # noqa: BLE001 - an internal fault, still told in one line (no server paths)
+            logging.getLogger("mmtt.board").error("upload failed", exc_info=exc)
+            return IntakeResult(ok=False, message=f"internal error while submitting ({type(exc).__name__}); the "
+                                                  "details are in the server's log")
     if answer.get("status") == "scored":
         return IntakeResult(ok=True, answer=answer, message=f"Already on the board (identical files): submission "
                                                             f"#{answer['submission_id']}, entry '{answer['entry']}'.")

@@ -6,6 +6,7 @@ through `text()` / `md_escape`: never raw into markdown and never with `unsafe_a
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Sequence
 
 import streamlit as st
@@ -37,6 +38,14 @@ def error(exc: BaseException | str, *, hint: str = "") -> None:
     if problems:
         with st.expander(f"All {len(problems)} problem(s) found", expanded=True):
             st.code("\n".join(str(p) for p in problems), language=None, wrap_lines=True)
+
+
+def show_internal_error(exc: BaseException) -> None:
+    """What the public sees when a page breaks: one plain sentence. The traceback (with its
+    server paths) goes to the server's log only."""
+    logging.getLogger("mmtt.board").error("page failed", exc_info=exc)
+    st.error("This part of the board could not be shown (an internal error; the details are in the server's "
+             "log). The rest of the board is unaffected.", icon="⚠️")
 
 
 def board_or_stop(cfg: AppConfig) -> list[dict[str, Any]]:
@@ -74,5 +83,8 @@ def stamps_caption(protocol: str) -> None:
 
 
 def text(value: str, *, muted: bool = False) -> None:
-    """User text shown as text (escaped markdown: no links, HTML, images or formulas)."""
+    """User text shown as text (escaped markdown: no links, HTML, images or formulas). Text that is
+    not valid Unicode (a lone surrogate kept from before submissions were checked for it) is shown
+    with U+FFFD in its place: it cannot be sent to the browser as it is."""
+    value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     (st.caption if muted else st.markdown)(md_escape(value, inline=False).replace("\n", "  \n"))

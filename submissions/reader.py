@@ -11,13 +11,16 @@ import json
 import posixpath
 import re
 import tempfile
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from benchmark.errors import BenchmarkError
+from submissions import strictjson
 from submissions.archive import extract_archive, is_archive
 from submissions.format import DEFAULT_LIMITS, MANIFEST, MASKS_DIR, PREDICTIONS, TASKS, Limits, Manifest, Prediction
+from submissions.safeio import UnsafeFileError, check_inside, open_file, read_file, scan_tree
 
 
 class SubmissionError(BenchmarkError):
@@ -37,7 +40,10 @@ class Problem:
 
 @dataclass
 class Submission:
-    """Where a submission's parts are on disk (archives are extracted to a temporary folder)."""
+    """Where a submission's parts are on disk (archives are extracted to a temporary folder).
+
+    `source` is how messages name the submission: the path as the user gave it, or for an
+    archive (and the folder extracted from it) the archive's file name — never a temp path."""
 
     source: Path
     root: Path
@@ -48,6 +54,7 @@ class Submission:
 
     def close(self) -> None:
         if self._tmp is not None:
+            _EXTRACTED.pop(str(self.root.resolve()), None)
             self._tmp.cleanup()
             self._tmp = None
 
@@ -61,6 +68,8 @@ class Submission:
         """The file for mask path `rel` (relative to the masks folder for default paths, to the
         submission root for explicit ones), or a reason when it would leave the submission."""
         rel = rel.replace("\\", "/")
+        if _CONTROL.search(rel):
+            return None, "holds a control character"
         if rel.startswith("/") or (len(rel) > 1 and rel[1] == ":"):
             return None, "is absolute"
         norm = posixpath.normpath(rel)
@@ -78,18 +87,25 @@ def _single(paths: list[Path]) -> Path | None:
     return paths[0] if len(paths) == 1 else None
 
 
+_EXTRACTED: dict[str, str] = {}   # real path of an extracted archive's root -> the archive's name
+
+
 def open_submission(path: Path | str, *, masks: Path | str | None = None,
                     limits: Limits = DEFAULT_LIMITS) -> Submission:
     """Locate predictions, masks and manifest for a directory, an archive or a predictions file.
 
     A directory without `predictions.jsonl` may hold exactly one `*.jsonl` (the official
     harness's captions file) and one mask folder beside it (its `--output_mask_dir`).
+    Every entry of the submission folder (and of the mask folder) is checked first: a link that
+    leaves the submission, a FIFO, a device or a socket is refused (see `safeio`).
     """
     source = Path(path)
+    label = _EXTRACTED.get(str(Path(source).resolve()), str(source))
     tmp = None
     if not source.exists():
-        raise SubmissionError(f"{source}: submission not found")
+        raise SubmissionError(f"{label}: submission not found")
     if is_archive(source):
+        label = source.name
         tmp = tempfile.TemporaryDirectory(prefix="mmtt-sub-")
         try:
             root = extract_archive(source, Path(tmp.name) / "sub", limits)
@@ -101,36 +117,89 @@ def open_submission(path: Path | str, *, masks: Path | str | None = None,
     elif source.is_file() and source.suffix in (".jsonl", ".json"):
         root = source.parent
     else:
-        raise SubmissionError(f"{source}: not a submission (a folder, .zip, .tar.gz or predictions .jsonl)")
+        raise SubmissionError(f"{label}: not a submission (a folder, .zip, .tar.gz or predictions .jsonl)")
+    try:
+        sub = _locate(source, label, root, masks, limits, tmp)
+    except BaseException:
+        if tmp:
+            tmp.cleanup()
+        raise
+    if tmp:
+        _EXTRACTED[str(root.resolve())] = label
+    return sub
 
-    if source.is_file() and not tmp:
+
+def _locate(source: Path, label: str, root: Path, masks: Path | str | None, limits: Limits,
+            tmp: tempfile.TemporaryDirectory | None) -> Submission:
+    single_file = source.is_file() and not tmp
+    if not single_file:   # the whole folder is the submission (and what `mmtt submit` keeps)
+        _refuse_unsafe(scan_tree(root, label=label, max_entries=limits.max_archive_files), label, limits)
+    if single_file:
         predictions = source
-    elif (root / PREDICTIONS).is_file():
+    elif (root / PREDICTIONS).exists() or (root / PREDICTIONS).is_symlink():
         predictions = root / PREDICTIONS
     else:
-        found = _single(sorted(root.glob("*.jsonl")))
+        listed = sorted(p for p in root.glob("*.jsonl") if p.is_file())
+        found = _single(listed)
         if found is None:
-            if tmp:
-                tmp.cleanup()
-            listed = ", ".join(p.name for p in sorted(root.glob("*.jsonl"))) or "none"
-            raise SubmissionError(f"{source}: no {PREDICTIONS} (and not exactly one *.jsonl; found {listed})")
+            names = ", ".join(p.name for p in listed) or "none"
+            raise SubmissionError(f"{label}: no {PREDICTIONS} (and not exactly one *.jsonl; found {names})")
         predictions = found
+    _check_regular(predictions, None if single_file else root, predictions.name, limits)
 
     if masks is not None:
         masks_dir: Path | None = Path(masks)
         if not masks_dir.is_dir():
             raise SubmissionError(f"{masks_dir}: mask folder not found")
+        masks_dir = masks_dir.resolve()   # the folder the user named: links inside it must stay inside it
+        _refuse_unsafe(scan_tree(masks_dir, label=str(masks), max_entries=limits.max_archive_files), str(masks), limits)
     elif (root / MASKS_DIR).is_dir():
         masks_dir = root / MASKS_DIR
     else:
         masks_dir = _single([p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")])
+    if single_file and masks is None and masks_dir is not None:   # the folder beside a predictions file
+        try:
+            check_inside(masks_dir, root, masks_dir.name)
+        except UnsafeFileError as exc:
+            raise SubmissionError(str(exc)) from None
+        _refuse_unsafe(scan_tree(masks_dir, label=masks_dir.name, max_entries=limits.max_archive_files),
+                       masks_dir.name, limits)
     manifest = root / MANIFEST
-    return Submission(source=source, root=root, predictions_file=predictions, masks_dir=masks_dir,
-                      manifest_file=manifest if manifest.is_file() else None, _tmp=tmp)
+    has_manifest = manifest.exists() or manifest.is_symlink()
+    if has_manifest:
+        _check_regular(manifest, root, MANIFEST, limits)
+    return Submission(source=Path(label), root=root, predictions_file=predictions, masks_dir=masks_dir,
+                      manifest_file=manifest if has_manifest else None, _tmp=tmp)
+
+
+def _refuse_unsafe(problems: list[str], label: str, limits: Limits) -> None:
+    if problems:
+        raise SubmissionError(f"{label}: {len(problems)} unsafe file(s) in the submission; first: {problems[0]}",
+                              problems=problems[: limits.max_problems])
+
+
+def _check_regular(path: Path, root: Path | None, name: str, limits: Limits) -> None:
+    """Refuse `path` now (not when read) if it is not a regular file inside the submission."""
+    try:
+        open_file(path, label=name, max_bytes=max(limits.max_predictions_bytes, limits.max_manifest_bytes),
+                  root=root).close()
+    except UnsafeFileError as exc:
+        raise SubmissionError(str(exc)) from None
 
 
 # Unicode category Cc (C0, DEL, C1) plus the line/paragraph separators a tokenizer splits on
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# characters that draw nothing: format characters (zero-width space/joiners, bidi marks, BOM),
+# combining marks on nothing, and the "filler" letters and blanks that render as empty space
+_FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e\u034f\u17b4\u17b5")
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp", "Mn", "Me"})
+
+
+def visible_text(text: str) -> str:
+    """`text` without the characters that render as nothing (an effectively empty caption
+    is empty here)."""
+    return "".join(c for c in text if c not in _FILLERS and not c.isspace()
+                   and unicodedata.category(c) not in _INVISIBLE_CATEGORIES)
 
 
 def _caption_problem(caption: str, limits: Limits) -> tuple[str, str] | None:
@@ -142,30 +211,60 @@ def _caption_problem(caption: str, limits: Limits) -> tuple[str, str] | None:
     bad = _CONTROL.search(caption)
     if bad:
         return "caption_control", f"caption contains control character U+{ord(bad.group()):04X}"
+    if not visible_text(caption):
+        return "caption_empty", "caption is empty once invisible characters (zero-width, fillers) are removed"
     return None
+
+
+def _json_problem(where: str, exc: ValueError) -> Problem:
+    if isinstance(exc, json.JSONDecodeError):
+        return Problem("json", f"{where}: invalid JSON: {exc.msg} (column {exc.colno})")
+    return Problem("json", f"{where}: refused JSON: {exc}")
+
+
+def _lines(fh, max_bytes: int) -> Iterator[tuple[bytes, bool]]:
+    """(line, too_long) for each line of `fh`; an over-long line is skipped in chunks, never held
+    in memory whole."""
+    while True:
+        raw = fh.readline(max_bytes + 1)
+        if not raw:
+            return
+        if len(raw) > max_bytes and not raw.endswith(b"\n"):
+            while (rest := fh.readline(1 << 16)) and not rest.endswith(b"\n"):
+                pass
+            yield b"", True
+            continue
+        yield raw, len(raw) > max_bytes
 
 
 def iter_lines(path: Path, limits: Limits) -> Iterator[tuple[int, object | None, Problem | None]]:
     """(line number, parsed object or None, problem or None) for each non-blank line."""
     name = path.name
-    if path.suffix == ".json":  # the official scorer also takes a JSON list
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as exc:
-            yield 0, None, Problem("utf8", f"{name}: not UTF-8 (byte {exc.start})")
+    try:
+        fh = open_file(path, label=name, max_bytes=limits.max_predictions_bytes)
+    except UnsafeFileError as exc:
+        raise SubmissionError(str(exc)) from None
+    with fh:
+        if path.suffix == ".json":  # the official scorer also takes a JSON list
+            try:
+                data = strictjson.loads(fh.read().decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                yield 0, None, Problem("utf8", f"{name}: not UTF-8 (byte {exc.start})")
+                return
+            except json.JSONDecodeError as exc:
+                yield exc.lineno, None, Problem("json", f"{name}:{exc.lineno}: invalid JSON: {exc.msg}")
+                return
+            except ValueError as exc:
+                yield 1, None, _json_problem(name, exc)
+                return
+            if not isinstance(data, list):
+                yield 1, None, Problem("json", f"{name}: expected a JSON list of predictions")
+                return
+            for i, item in enumerate(data):
+                yield i + 1, item, None
             return
-        except json.JSONDecodeError as exc:
-            yield exc.lineno, None, Problem("json", f"{name}:{exc.lineno}: invalid JSON: {exc.msg}")
-            return
-        if not isinstance(data, list):
-            yield 1, None, Problem("json", f"{name}: expected a JSON list of predictions")
-            return
-        for i, item in enumerate(data):
-            yield i + 1, item, None
-        return
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if len(raw) > limits.max_line_bytes:
+        for lineno, (raw, too_long) in enumerate(_lines(fh, limits.max_line_bytes), start=1):
+            if too_long:
                 yield lineno, None, Problem("line_long", f"{name}:{lineno}: line longer than {limits.max_line_bytes} bytes")
                 continue
             try:
@@ -176,9 +275,9 @@ def iter_lines(path: Path, limits: Limits) -> Iterator[tuple[int, object | None,
             if not text.strip():
                 continue
             try:
-                yield lineno, json.loads(text), None
-            except json.JSONDecodeError as exc:
-                yield lineno, None, Problem("json", f"{name}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})")
+                yield lineno, strictjson.loads(text), None
+            except ValueError as exc:
+                yield lineno, None, _json_problem(f"{name}:{lineno}", exc)
 
 
 def read_predictions(sub: Submission, limits: Limits = DEFAULT_LIMITS) -> tuple[dict[str, Prediction], list[Problem]]:
@@ -190,7 +289,13 @@ def read_predictions(sub: Submission, limits: Limits = DEFAULT_LIMITS) -> tuple[
     name = sub.predictions_file.name
     preds: dict[str, Prediction] = {}
     problems: list[Problem] = []
+    seen = 0
     for lineno, obj, problem in iter_lines(sub.predictions_file, limits):
+        seen += 1
+        if seen > limits.max_prediction_lines:
+            problems.append(Problem("json", f"{name}:{lineno}: more than {limits.max_prediction_lines} predictions "
+                                            "for this split; the rest of the file is not read"))
+            break
         if problem:
             problems.append(problem)
             continue
@@ -222,10 +327,12 @@ def read_predictions(sub: Submission, limits: Limits = DEFAULT_LIMITS) -> tuple[
             problems.append(Problem("duplicate", f"{where}: duplicate image_id (also on line {preds[image_id].line})"))
         preds[image_id] = Prediction(image_id=image_id, line=lineno, caption=caption, mask=mask,
                                      img_path=obj.get("img_path"))
+    if not preds and not problems:   # even --allow-missing must not score an empty file as "all missing"
+        raise SubmissionError(f"{name}: no predictions (the file is empty)")
     return preds, problems
 
 
-def read_manifest(sub: Submission, *, required: bool = False) -> Manifest | None:
+def read_manifest(sub: Submission, *, required: bool = False, limits: Limits = DEFAULT_LIMITS) -> Manifest | None:
     """The manifest, checked; `required` for `mmtt submit` (scoring works without one)."""
     path = sub.manifest_file
     if path is None:
@@ -233,31 +340,44 @@ def read_manifest(sub: Submission, *, required: bool = False) -> Manifest | None
             raise SubmissionError(f"{sub.source}: {MANIFEST} is required to submit (model, team, tasks)")
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SubmissionError(f"{path}: invalid JSON: {exc}") from None
+        data = strictjson.loads(read_file(path, label=MANIFEST, max_bytes=limits.max_manifest_bytes, root=sub.root)
+                                .decode("utf-8"))
+    except UnsafeFileError as exc:
+        raise SubmissionError(str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise SubmissionError(f"{MANIFEST}: not UTF-8 (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise SubmissionError(f"{MANIFEST}:{exc.lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+    except ValueError as exc:
+        raise SubmissionError(f"{MANIFEST}: refused JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise SubmissionError(f"{path}: expected a JSON object")
+        raise SubmissionError(f"{MANIFEST}: expected a JSON object")
     problems = []
     model = data.get("model") or data.get("model_name")
     team = data.get("team")
     for key, value in (("model", model), ("team", team)):
         if not isinstance(value, str) or not value.strip():
-            problems.append(f"{path.name}: '{key}' must be a non-empty string")
+            problems.append(f"{MANIFEST}: '{key}' must be a non-empty string")
     tasks = data.get("tasks", list(TASKS))
     if isinstance(tasks, str):
         tasks = [tasks]
     if not isinstance(tasks, list) or not tasks or any(t not in TASKS for t in tasks):
-        problems.append(f"{path.name}: 'tasks' must be a list drawn from {list(TASKS)}")
+        problems.append(f"{MANIFEST}: 'tasks' must be a list drawn from {list(TASKS)}")
     for key in ("split", "authors", "paper_url", "code_url", "description"):
         if key in data and not isinstance(data[key], str):
-            problems.append(f"{path.name}: '{key}' must be a string")
+            problems.append(f"{MANIFEST}: '{key}' must be a string")
     authors = data.get("authors", "")
     if isinstance(authors, list) and all(isinstance(a, str) for a in authors):
         authors = ", ".join(authors)
         problems = [p for p in problems if "'authors'" not in p]
+    for key, value in (("model", model), ("team", team), ("split", data.get("split")), ("authors", authors),
+                       ("paper_url", data.get("paper_url")), ("code_url", data.get("code_url")),
+                       ("description", data.get("description"))):
+        cap = limits.max_description_chars if key == "description" else limits.max_field_chars
+        if isinstance(value, str) and len(value) > cap:
+            problems.append(f"{MANIFEST}: '{key}' has {len(value)} characters, over the limit of {cap}")
     if problems:
-        raise SubmissionError(f"{path}: {problems[0]}", problems=problems)
+        raise SubmissionError(problems[0], problems=problems)
     known = {"model", "model_name", "team", "split", "tasks", "authors", "paper_url", "code_url", "description"}
     return Manifest(model=model.strip(), team=team.strip(), split=data.get("split"),
                     tasks=tuple(t for t in TASKS if t in tasks), authors=authors,

@@ -26,6 +26,27 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def assert_close(actual, expected, *, rel: float = 1e-9, abs: float = 1e-12, where: str = "") -> None:
+    """`actual` equals `expected` up to float rounding, recursively through dicts, lists and tuples.
+
+    Numbers computed by two code paths (serial vs parallel, cached vs fresh, a vectorised twin)
+    may differ in the last bits on another CPU or summation order: never compare them with `==`.
+    NaN equals NaN; strings, None and booleans must be equal.
+    """
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and set(actual) == set(expected), f"{where}: keys {set(actual)} != {set(expected)}"
+        for key in expected:
+            assert_close(actual[key], expected[key], rel=rel, abs=abs, where=f"{where}.{key}")
+    elif isinstance(expected, (list, tuple, np.ndarray)):
+        assert len(actual) == len(expected), f"{where}: length {len(actual)} != {len(expected)}"
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_close(a, e, rel=rel, abs=abs, where=f"{where}[{i}]")
+    elif isinstance(expected, (float, np.floating)) or isinstance(actual, (float, np.floating)):
+        assert actual == pytest.approx(expected, rel=rel, abs=abs, nan_ok=True), f"{where}: {actual!r} != {expected!r}"
+    else:
+        assert actual == expected, f"{where}: {actual!r} != {expected!r}"
+
+
 def write_png(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)

@@ -125,7 +125,7 @@ def test_sigkill_mid_rescore_keeps_old_scores_and_rerun_completes(world: World, 
     with world.board() as board:
         before = snapshot(board)
         old = {e.entry_id: e.dataset_fingerprint for e in rows(board, Evaluation, Evaluation.current.is_(True))}
-    cmd = [sys.executable, "-m", "benchmark", "rescore", "--db", world.db, "--data", str(world.data)]
+    cmd = [sys.executable, "-m", "benchmark", "rescore", "--db", world.db, "--data", str(world.data), "--update"]
     _kill_at(cmd, "rescore-commit:2", tmp_path / "paused")   # r1 done, killed inside r2's transaction
     with world.board() as board:
         current = {e.entry_id: e for e in rows(board, Evaluation, Evaluation.current.is_(True))}

@@ -15,6 +15,7 @@ import hashlib
 import io
 import multiprocessing
 import os
+import warnings
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +26,15 @@ from PIL import Image, UnidentifiedImageError
 
 from benchmark.metrics.mask import auc_from_histograms, binary_auc, count_mask
 from benchmark.scoring.truth import TruthCache
+from submissions.format import DEFAULT_LIMITS
 from submissions.reader import Problem
+from submissions.safeio import UnsafeFileError, read_file
 
-Image.MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # a mask bigger than 8k x 8k is refused, not decoded
+# A mask bigger than 8k x 8k is refused before it is decoded. PIL itself only *warns* between
+# MAX_IMAGE_PIXELS and twice that, so the size read from the header is checked here (`_open_mask`).
+MAX_MASK_PIXELS = DEFAULT_LIMITS.max_mask_pixels
+MAX_MASK_BYTES = DEFAULT_LIMITS.max_mask_bytes
+Image.MAX_IMAGE_PIXELS = MAX_MASK_PIXELS
 CHUNK = 256  # images per task: per-task overhead would otherwise rival the work itself
 
 
@@ -69,17 +76,15 @@ def _one(job: _Job, i: int):
     if path is None:  # an allowed missing item: an empty prediction
         return None, b"", None
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return Problem("mask_missing", f"image_id {image_id!r}: mask file not found: {label}")
-    except OSError as exc:
-        return Problem("mask_unreadable", f"image_id {image_id!r}: cannot read mask {label}: {exc.strerror}")
-    try:
-        img = Image.open(io.BytesIO(data))
-        fmt = img.format
-        img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        return Problem("mask_unreadable", f"image_id {image_id!r}: mask {label} is not a readable image: {exc}")
+        data = read_file(path, label=label, max_bytes=MAX_MASK_BYTES)
+    except UnsafeFileError as exc:
+        if exc.code == "missing":
+            return Problem("mask_missing", f"image_id {image_id!r}: mask file not found: {label}")
+        return Problem("mask_unreadable", f"image_id {image_id!r}: mask {exc}")
+    img = _open_mask(data)
+    if isinstance(img, str):
+        return Problem("mask_unreadable", f"image_id {image_id!r}: mask {label} {img}")
+    fmt = img.format
     if job.strict and (fmt != "PNG" or img.mode != "L"):
         what = f"{fmt or 'unknown'} image in mode {img.mode}"
         return Problem("mask_mode", f"image_id {image_id!r}: mask {label} is a {what}; expected an 8-bit greyscale PNG (mode L)")
@@ -92,6 +97,26 @@ def _one(job: _Job, i: int):
                                       f"not the aspect ratio of the truth ({W}x{H})")
     counts = count_mask(grey, job.truth.blocks(image_id, hw, build=False))
     return counts, hashlib.sha256(data).digest(), f"{hw[0]}x{hw[1]}"
+
+
+def _open_mask(data: bytes) -> Image.Image | str:
+    """The decoded mask, or why not: checked against `MAX_MASK_PIXELS` from its header, before
+    any pixel is decoded. The reason never quotes PIL's text (which names a BytesIO object)."""
+    try:
+        with warnings.catch_warnings():   # PIL only warns up to twice its limit: refuse instead
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+        width, height = img.size
+        if width * height > MAX_MASK_PIXELS:
+            return f"is {width}x{height} pixels, over the limit of {MAX_MASK_PIXELS} pixels; not decoded"
+        img.load()
+        return img
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return f"is over the limit of {MAX_MASK_PIXELS} pixels; not decoded"
+    except UnidentifiedImageError:
+        return "is not a readable image (unknown format)"
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+        return f"is not a readable image ({type(exc).__name__}: {str(exc)[:120]})"
 
 
 def _chunk(start: int, stop: int, job: _Job | None = None):
@@ -158,11 +183,15 @@ def run_mask_pass(
     # load (or build) the blocks of the usual prediction size here, before workers fork, so each
     # inherits them; a rarer size is computed per image in the workers
     first = next((f for f in files if f is not None and f.is_file()), None)
-    if first is not None:
+    if first is not None:   # a bad first mask is reported by its worker like any other
         try:
-            with Image.open(first) as im:
-                truth.blocks(ids[0], (im.size[1], im.size[0]))
-        except (OSError, UnidentifiedImageError, ValueError):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(read_file(first, label=first.name, max_bytes=MAX_MASK_BYTES))) as im:
+                    if im.size[0] * im.size[1] <= MAX_MASK_PIXELS:
+                        truth.blocks(ids[0], (im.size[1], im.size[0]))
+        except (OSError, UnidentifiedImageError, ValueError, UnsafeFileError, Image.DecompressionBombError,
+                Image.DecompressionBombWarning):
             pass
 
     counts = np.zeros((n, 4), np.int64)

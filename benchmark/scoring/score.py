@@ -136,6 +136,7 @@ def score_submission(path: Path | str, split: Split, options: ScoreOptions | Non
                      *, masks: Path | str | None = None) -> ScoreResult:
     """Validate and score the submission at `path` (folder, archive or predictions file)."""
     options = options or ScoreOptions()
+    options = options.with_(limits=options.limits.for_split(len(split)))   # caps derived from the split's size
     protocol = get_protocol(options.protocol, options.allow_missing)
     with open_submission(path, masks=masks, limits=options.limits) as sub:
         return _score(sub, split, protocol, options)

@@ -32,11 +32,22 @@ def _open(args: argparse.Namespace, *, must_exist: bool = False):
     from benchmark.store.board import Board
     from benchmark.store.db import resolve_url, sqlite_path
 
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
     url = resolve_url(args.db)
     path = sqlite_path(url)
     if must_exist and path is not None and not path.exists():
         raise BenchmarkError(f"{path}: no board database here (submit something first, or pass --db)")
-    return Board.open(url, getattr(args, "files", None))
+    if path is not None and path.is_dir():
+        raise BenchmarkError(f"{path}: is a folder, not a board database (--db names a SQLite file or a URL)")
+    try:
+        return Board.open(url, getattr(args, "files", None))
+    except (SQLAlchemyError, OSError) as exc:   # corrupt, read-only, unreachable
+        orig = getattr(exc, "orig", None) or exc
+        reason = (str(orig).splitlines() or [type(orig).__name__])[0]
+        shown = path or make_url(url).render_as_string(hide_password=True)
+        raise BenchmarkError(f"{shown}: cannot open the board database: {reason}") from None
 
 
 def _f(v: Any, width: int = 8) -> str:
@@ -80,7 +91,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
         log = None if args.json else (lambda line: print(line, file=sys.stderr))
         report = rescore(board, Path(args.data), split=args.split, entry=args.entry,
                          cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-                         progress=args.progress, log=log)
+                         progress=args.progress, log=log, update=args.update)
     if args.json:
         _print_json(report.to_json())
     else:
@@ -368,6 +379,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--entry", help="only this entry")
     p.add_argument("--cache-dir", help="truth cache (default $MMTT_CACHE_DIR or ~/.cache/mmtt-bench)")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--update", action="store_true",
+                   help="accept data whose truth fingerprint differs from the board's (the truth was fixed)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _db_arg(p)
     p.set_defaults(func=cmd_rescore)

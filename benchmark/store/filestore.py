@@ -51,6 +51,10 @@ def _walk(root: Path) -> list[Path]:
     return files
 
 
+def _tree_doc(entries: list[list]) -> bytes:
+    return json.dumps({"format": TREE_FORMAT, "files": entries}, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
 class FileStore:
     """The object folder. `root` is created on first write."""
 
@@ -123,8 +127,22 @@ class FileStore:
             digest, size = self.put_file(path)
             entries.append([path.relative_to(root).as_posix(), digest, size])
             total += size
-        doc = json.dumps({"format": TREE_FORMAT, "files": entries}, sort_keys=True, separators=(",", ":"))
-        return StoredTree(hash=self.put_bytes(doc.encode("utf-8")), size=total, n_files=len(entries))
+        return StoredTree(hash=self.put_bytes(_tree_doc(entries)), size=total, n_files=len(entries))
+
+    @staticmethod
+    def hash_tree(root: Path) -> str:
+        """The digest `put_tree(root)` would return, computed without keeping anything (so a
+        submission is identified before it is known to deserve its files being kept)."""
+        root = Path(root)
+        entries = []
+        for path in _walk(root):
+            h, size = hashlib.sha256(), 0
+            with open(path, "rb") as fh:
+                while chunk := fh.read(_CHUNK):
+                    h.update(chunk)
+                    size += len(chunk)
+            entries.append([path.relative_to(root).as_posix(), "sha256:" + h.hexdigest(), size])
+        return "sha256:" + hashlib.sha256(_tree_doc(entries)).hexdigest()
 
     def read_tree(self, tree_hash: str) -> list[tuple[str, str, int]]:
         path = self._object(tree_hash)

@@ -104,24 +104,42 @@ def _same(a: float | None, b: float | None) -> bool:
     return (a is None and b is None) or (a is not None and b is not None and a == b)
 
 
+def _check_truth(board: Board, data: Path | str, targets: list[_Target], update: bool) -> dict[str, Any]:
+    """Each split to re-score, loaded from `data` and checked against the board's fingerprint:
+    different truth needs `update` (as `mmtt split add --update` does), or nothing is re-scored."""
+    loaded: dict[str, Any] = {}
+    for name in dict.fromkeys(t.split for t in targets):
+        data_split = load_split(Path(data), name)
+        loaded[name] = (data_split, data_split.fingerprint)
+    if update:
+        return loaded
+    board_prints = board.db.read(lambda s: dict(s.execute(select(Split.name, Split.fingerprint)).all()),
+                                 "reading splits")
+    for name, (_, fingerprint) in loaded.items():
+        old = board_prints.get(name)
+        if old is not None and old != fingerprint:
+            raise StoreError(f"split '{name}': the data given ({data}) has fingerprint {fingerprint[:19]}..., the "
+                             f"board's is {old[:19]}...; wrong --data, or pass --update to re-score against "
+                             "the changed truth")
+    return loaded
+
+
 def rescore(board: Board, data: Path | str, *, split: str | None = None, entry: str | None = None,
             scorer: Callable | None = None, cache_dir: Path | None = None, progress: bool = False,
-            log: Callable[[str], None] | None = None) -> RescoreReport:
-    """Re-score every current entry (or those of one split / one entry); see the module doc."""
+            log: Callable[[str], None] | None = None, update: bool = False) -> RescoreReport:
+    """Re-score every current entry (or those of one split / one entry); see the module doc.
+    Data whose fingerprint differs from the board's is refused unless `update`."""
     scorer = scorer or default_scorer
     targets = board.db.read(lambda s: _targets(s, split, entry), "listing entries")
     if not targets and (split or entry):
         what = " and ".join(f"{k} '{v}'" for k, v in (("split", split), ("entry", entry)) if v)
         raise StoreError(f"no scored entry on the board matches {what}")
     items: list[RescoreItem] = []
-    loaded: dict[str, Any] = {}
+    loaded = _check_truth(board, data, targets, update)
     for t in targets:
         item = RescoreItem(entry=t.entry, split=t.split, protocol=t.protocol, submission_id=t.submission_id)
         items.append(item)
         try:
-            if t.split not in loaded:
-                data_split = load_split(Path(data), t.split)
-                loaded[t.split] = (data_split, data_split.fingerprint)
             data_split, fingerprint = loaded[t.split]
             if not t.files_hash:
                 raise StoreError(f"submission #{t.submission_id} has no kept files")

@@ -1,5 +1,8 @@
 """Challenge rules: daily submission limit, upload size cap, which entry of a team is shown.
 
+The daily limit counts a team under every spelling of its name (see `names.name_key`) and counts
+failed uploads whose files were kept.
+
 Each rule is read, in order, from the command-line flag, the environment (`MMTT_DAILY_LIMIT`,
 `MMTT_MAX_UPLOAD_MB`, `MMTT_TEAM_ENTRY`), the board's `settings` table (`mmtt db set KEY VALUE`,
 so the CLI and the web board agree), else the default below.
@@ -103,23 +106,35 @@ def day_start(now: datetime | None = None) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def submissions_today(session: "Session", team: str, split: str, now: datetime | None = None) -> int:
-    """Non-failed, non-baseline submissions of `team` to `split` since 00:00 UTC (withdrawn ones count)."""
-    from sqlalchemy import func, select
+def submissions_today(session: "Session", team: str, split: str, now: datetime | None = None, *,
+                      in_progress: bool = True) -> int:
+    """Non-baseline submissions of `team` (any spelling with the same name key) to `split` since
+    00:00 UTC that cost the board something: every one whose files were kept — failed ones too,
+    or a token holder could fill the disk with uploads that fail — and every non-failed one
+    (withdrawn ones count). A failure before any file was kept (a refused rule, a bad manifest)
+    costs nothing and does not count. `in_progress=False` leaves out rows still being worked on
+    (the pre-check before files are kept: a re-run takes such a row over)."""
+    from sqlalchemy import func, or_, select
 
-    from benchmark.store.models import Submission
+    from benchmark.store.models import IN_PROGRESS, Submission
+    from benchmark.store.names import name_key
 
-    return int(session.scalar(
-        select(func.count(Submission.id)).where(
-            Submission.team_name == team, Submission.split_name == split,
-            Submission.status != "failed", Submission.baseline.is_(False),
-            Submission.created_at >= day_start(now))) or 0)
+    query = (select(Submission.team_name, func.count(Submission.id))
+             .where(Submission.split_name == split, Submission.baseline.is_(False),
+                    Submission.created_at >= day_start(now),
+                    or_(Submission.status != "failed", Submission.files_hash.is_not(None)))
+             .group_by(Submission.team_name))
+    if not in_progress:
+        query = query.where(Submission.status.not_in(IN_PROGRESS))
+    key = name_key(team)
+    return sum(int(n) for name, n in session.execute(query) if name_key(name) == key)
 
 
-def check_daily_limit(session: "Session", team: str, split: str, limit: int, now: datetime | None = None) -> None:
+def check_daily_limit(session: "Session", team: str, split: str, limit: int, now: datetime | None = None, *,
+                      in_progress: bool = True) -> None:
     if limit <= 0:
         return
-    used = submissions_today(session, team, split, now)
+    used = submissions_today(session, team, split, now, in_progress=in_progress)
     if used >= limit:
         reset = day_start(now) + timedelta(days=1)
         raise DailyLimitError(f"team '{team}' has used its {limit} submission(s) to split '{split}' for today "

@@ -1,23 +1,28 @@
 """`mmtt submit`: validate, score and store a submission — all of it, or nothing but a failed row.
 
 Order of work, and why:
-1. checks that need no database (a folder or archive, the upload size, a valid manifest);
-2. the files are kept, content-addressed (idempotent: a re-run stores nothing new);
+1. checks that need no database (a folder or archive, the upload size, normalised entry and team
+   names, the split, a safe submission and a valid manifest);
+2. a read of the rules (entry name not another team's, daily limit), then the files are hashed
+   (identified, not yet kept: an upload refused by a rule or by validation keeps no file);
 3. a short write transaction reserves a `received` submission row after checking the rules
    (daily limit, entry name owned by the team) — serialized by `BEGIN IMMEDIATE`, so eight
    processes cannot all squeeze under the limit;
-4. `validating`: the split is loaded and its truth fingerprint checked against the board's;
+4. `validating`: the split's truth fingerprint is checked against the board's;
    `scoring`: the scorer validates every line and file, then scores, with no transaction open
-   (it can take minutes; the board stays writable);
+   (it can take minutes; the board stays writable); then the files are kept, content-addressed
+   (idempotent: a re-run stores nothing new);
 5. one write transaction creates the team, entry, evaluation, scores, breakdowns and per-sample
    rows and marks the submission `scored`. Until it commits, no entry and no score exists.
 Any failure marks the reserved row `failed` with the reason (or inserts a failed row); nothing
-else changes. A process killed at any point leaves at most an in-progress row whose worker is
+else changes. A failed row that got as far as being identified (hashed) counts against the daily
+limit, so a token holder cannot make the board work without end. A process killed at any point leaves at most an in-progress row whose worker is
 dead: running the same command again takes that row over and finishes the work.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -50,14 +55,14 @@ from benchmark.store.models import (
     Team,
     utcnow,
 )
+from benchmark.store.names import MAX_NAME, name_key, normalise_name
 from benchmark.store.rules import check_daily_limit, lock_team_split, rule_value
 from benchmark.store.scores import add_evaluation, full_summary, prepare, refresh_current
 from submissions.archive import is_archive
-from submissions.format import TASKS, Manifest
+from submissions.format import DEFAULT_LIMITS, TASKS, Manifest
 from submissions.reader import open_submission, read_manifest
 
 MIB = 1024 * 1024
-MAX_NAME = 200
 MAX_MESSAGE = 8000
 STALE_AFTER = timedelta(hours=6)   # an in-progress row from another host counts as abandoned after this
 DEFAULT_LEASE_S = 60.0             # queued work: a row whose heartbeat stopped this long is taken over ($MMTT_LEASE_S)
@@ -162,13 +167,27 @@ def public_summary(summary: dict[str, Any], hidden: bool) -> dict[str, Any]:
     return {k: summary[k] for k in PUBLIC_SUMMARY_KEYS if k in summary}
 
 
-def _check_name(kind: str, value: str) -> str:
-    value = (value or "").strip()
-    if not value:
-        raise StoreError(f"the {kind} name must not be empty")
-    if len(value) > MAX_NAME or any(ord(c) < 32 for c in value):
-        raise StoreError(f"{kind} name {value[:40]!r}: at most {MAX_NAME} printable characters")
-    return value
+def _canonical_names(session: Session, state: _State) -> None:
+    """Give `state` the board's spelling of its team and entry when a name with the same key
+    (case, width, compatibility forms) is already there: one team, one entry, however typed."""
+    team_key = name_key(state.team_name)
+    known = [*session.scalars(select(Team.name)), *session.scalars(select(Submission.team_name).distinct())]
+    state.team_name = next((n for n in known if name_key(n) == team_key), state.team_name)
+    entry_key = name_key(state.entry_name)
+    entries = [*session.scalars(select(Entry.name))]
+    state.entry_name = next((n for n in entries if name_key(n) == entry_key), state.entry_name)
+
+
+def _check_rules(session: Session, state: _State, daily_limit: int, *, in_progress: bool = True) -> Entry | None:
+    """The rules every submission must pass before anything of it is kept or reserved: the
+    entry name is not another team's, the team is under its daily limit. Returns the entry."""
+    _canonical_names(session, state)
+    entry = session.scalar(select(Entry).where(Entry.name == state.entry_name))
+    if entry is not None and name_key(entry.team.name) != name_key(state.team_name):
+        raise StoreError(f"entry name '{state.entry_name}' belongs to team '{entry.team.name}'; choose another --name")
+    if not state.request.baseline:
+        check_daily_limit(session, state.team_name, state.split_name, daily_limit, in_progress=in_progress)
+    return entry
 
 
 def default_scorer(path: Path, split: DataSplit, request: SubmitRequest):
@@ -182,9 +201,9 @@ def submit(board: Board, request: SubmitRequest, *, scorer: Callable | None = No
     failed row) when anything is wrong. `scorer(path, split, request)` defaults to the real one."""
     state = _new_state(request)
     try:
-        daily_limit = _check_upload(board, request, state)
-        with open_submission(Path(request.path)) as sub:
-            manifest, reservation = _keep_and_reserve(board, sub, state, daily_limit, owner=worker_id())
+        daily_limit, limits = _check_upload(board, request, state)
+        with open_submission(Path(request.path), limits=limits) as sub:
+            manifest, reservation = _keep_and_reserve(board, sub, state, daily_limit, limits, owner=worker_id())
             if isinstance(reservation, SubmitOutcome):
                 return reservation
             return _score_and_store(board, state, manifest, sub.root, scorer or default_scorer)
@@ -200,9 +219,9 @@ def enqueue(board: Board, request: SubmitRequest) -> int | SubmitOutcome:
     already the entry's current score. Refusals are recorded as failed rows, as by `submit`."""
     state = _new_state(request)
     try:
-        daily_limit = _check_upload(board, request, state)
-        with open_submission(Path(request.path)) as sub:
-            _, reservation = _keep_and_reserve(board, sub, state, daily_limit, owner="")
+        daily_limit, limits = _check_upload(board, request, state)
+        with open_submission(Path(request.path), limits=limits) as sub:
+            _, reservation = _keep_and_reserve(board, sub, state, daily_limit, limits, owner="")
         return reservation
     except BaseException as exc:
         _record_failure(board, state, exc)
@@ -210,14 +229,20 @@ def enqueue(board: Board, request: SubmitRequest) -> int | SubmitOutcome:
 
 
 def _new_state(request: SubmitRequest) -> _State:
-    return _State(entry_name=(request.name or "").strip(), team_name=(request.team or "").strip(),
+    return _State(entry_name=_printable(request.name), team_name=_printable(request.team),
                   split_name=request.split, source_name=Path(request.path).name[:500], request=request)
 
 
-def _check_upload(board: Board, request: SubmitRequest, state: _State) -> int:
-    """Checks that need no transaction (name, path, size); returns the daily limit in force."""
+def _printable(name: str | None) -> str:
+    """A name as a failed row may record it (whatever it holds: the row explains the refusal)."""
+    return (name or "").strip().encode("utf-8", "backslashreplace").decode("utf-8")[:MAX_NAME]
+
+
+def _check_upload(board: Board, request: SubmitRequest, state: _State):
+    """Checks that need no transaction (name, path, size); returns the daily limit in force and
+    the submission limits the split's size allows."""
     path = Path(request.path)
-    _check_name("entry", request.name)
+    state.entry_name = normalise_name("entry", request.name)
     if not path.exists():
         raise StoreError(f"{path}: submission not found")
     if not (path.is_dir() or is_archive(path)):
@@ -228,17 +253,20 @@ def _check_upload(board: Board, request: SubmitRequest, state: _State) -> int:
     max_mb, daily_limit = limits
     state.size = path.stat().st_size if path.is_file() else tree_size(path)
     if state.size > max_mb * MIB:
-        raise RuleError(f"{path}: upload is {state.size / MIB:.1f} MiB, over the limit of {max_mb:g} MiB")
-    return daily_limit
+        raise RuleError(f"{path.name}: upload is {state.size / MIB:.1f} MiB, over the limit of {max_mb:g} MiB")
+    split = load_split(request.data, request.split)   # its size bounds what an archive may unpack
+    return daily_limit, DEFAULT_LIMITS.for_split(len(split))
 
 
-def _keep_and_reserve(board: Board, sub, state: _State, daily_limit: int, *, owner: str):
+def _keep_and_reserve(board: Board, sub, state: _State, daily_limit: int, limits, *, owner: str):
     """Read the manifest, keep the files by content hash, then reserve the row under the rules."""
     request = state.request
-    manifest = read_manifest(sub, required=True)
+    manifest = read_manifest(sub, required=True, limits=limits)
     assert manifest is not None
-    state.team_name = _check_name("team", request.team or manifest.team)
-    tree = board.files.put_tree(sub.root)
+    state.team_name = normalise_name("team", request.team or manifest.team)
+    # the rules before any file is kept (checked again when reserving)
+    board.db.read(lambda s: _check_rules(s, state, daily_limit, in_progress=False), "checking the rules")
+    tree = _put_tree(board, sub.root, str(sub.source))
     state.files_hash = tree.hash
     checkpoint("stored")
     reservation = board.db.write(lambda s: _reserve(s, state, daily_limit, owner), "reserving the submission")
@@ -395,6 +423,17 @@ def queue_position(session: Session, submission_id: int) -> int:
         Submission.status == "received", Submission.worker == "", Submission.id < submission_id)) or 0)
 
 
+def _put_tree(board: Board, root: Path, label: str):
+    """Keep the submission's files by content hash; a full disk is a plain message."""
+    try:
+        return board.files.put_tree(root)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StoreError(f"{label}: no space left on the board's disk while keeping the files; "
+                             "nothing was submitted") from None
+        raise
+
+
 def _match(state: _State):
     r = state.request
     return (Submission.entry_name == state.entry_name, Submission.team_name == state.team_name,
@@ -427,8 +466,9 @@ def _reserve(session: Session, state: _State, daily_limit: int, owner: str) -> i
     request = state.request
     lock_team_split(session, state.team_name, state.split_name)
     split_row = session.scalar(select(Split).where(Split.name == state.split_name))
+    _canonical_names(session, state)
     entry = session.scalar(select(Entry).where(Entry.name == state.entry_name))
-    if entry is not None and entry.team.name != state.team_name:
+    if entry is not None and name_key(entry.team.name) != name_key(state.team_name):
         raise StoreError(f"entry name '{state.entry_name}' belongs to team '{entry.team.name}'; choose another --name")
     if entry is not None and split_row is not None:   # the same files, already the entry's up-to-date score
         current = session.scalar(
@@ -449,8 +489,7 @@ def _reserve(session: Session, state: _State, daily_limit: int, owner: str) -> i
             row.worker, row.status, row.message = owner, "received", "resumed after an interrupted run"
             session.flush()
             return row.id
-    if not request.baseline:
-        check_daily_limit(session, state.team_name, state.split_name, daily_limit)
+    _check_rules(session, state, daily_limit)
     row = Submission(entry_name=state.entry_name, team_name=state.team_name, split_name=state.split_name,
                      split_id=split_row.id if split_row else None, entry_id=entry.id if entry else None,
                      status="received",
