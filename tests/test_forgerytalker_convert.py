@@ -379,8 +379,8 @@ def test_conversion_report_counts(converted, release) -> None:
     assert report["official_keys_present"] == report["mapped"] + report["unused"]
     assert set(report["unused_keys"]) == {
         "seg_proj.weight", "seg_proj.bias", "mlm_head.weight", "mlm_head.bias", "text_proj.weight", "text_proj.bias",
-        "bert_model.pooler.dense.weight", "bert_model.pooler.dense.bias", "Qformer.bert.embeddings.position_ids",
-        "bert_model.embeddings.position_ids", "bert_model.embeddings.token_type_ids"}
+        "bert_model.pooler.dense.weight", "bert_model.pooler.dense.bias"}
+    assert report["stage"] == "finetune" and report["initialised"] == {}
     assert report["sources"]["eva_vit"] > 0 and report["sources"]["t5"] > 0 and report["sources"]["face_vit"] > 0
     assert report["ignored"]["eva_vit"] == [f"visual_encoder.blocks.{release['cfg'].vision.num_hidden_layers}.norm1.weight"]
     assert (converted["out"] / "conversion.json").is_file()

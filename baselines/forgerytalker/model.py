@@ -41,6 +41,7 @@ from baselines.forgerytalker.mask_decoder import LabelMaskHead
 from baselines.forgerytalker.prompter import FaceViTPrompter
 from baselines.forgerytalker.tokenization import Tokenizers, truncation_side
 
+_RELEASE_BEAM_KEYS = ("num_beams", "max_new_tokens", "min_length", "repetition_penalty", "length_penalty", "do_sample")
 SEG_POS_WEIGHT = 2.0   # official BCEWithLogitsLoss(pos_weight=2)
 GATE_LOSS_WEIGHT = 0.5  # official finetune loss: lm + seg + 0.5 * gate
 
@@ -82,6 +83,10 @@ class ForgeryTalker(nn.Module):
         q = config.qformer
         self.query_tokens = nn.Parameter(torch.randn(1, q.num_query_tokens, q.hidden_size) * 0.02)
         self.qformer = InstructBlipQFormerModel(config.hf_qformer())
+        # LAVIS's Q-Former saves its position_ids buffer (transformers' does not): keep it in the
+        # state dict, so a converted checkpoint carries the released tensor instead of a rebuilt one
+        embeddings = self.qformer.embeddings
+        embeddings.register_buffer("position_ids", embeddings.position_ids, persistent=True)
         self.language_projection = nn.Linear(q.hidden_size, config.language.d_model)
         self.language_model = T5ForConditionalGeneration(config.hf_t5())
         lm = self.language_model
@@ -241,6 +246,31 @@ class ForgeryTalker(nn.Module):
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
+    def generate_ids(self, embeds: torch.Tensor, attention: torch.Tensor, **overrides: Any) -> torch.Tensor:
+        """Token ids from the T5 encoder input: beam search with the release's scoring
+        (`config.generation.beam_scoring == "release"`, see `decoding.py`) unless sampling or
+        `beam_scoring="installed"` asks for the installed transformers' `generate`."""
+        g = self.config.generation
+        kwargs: dict[str, Any] = dict(num_beams=g.num_beams, max_new_tokens=g.max_new_tokens, min_length=g.min_length,
+                                      repetition_penalty=g.repetition_penalty, length_penalty=g.length_penalty,
+                                      do_sample=False)
+        scoring = overrides.pop("beam_scoring", g.beam_scoring)
+        if scoring not in ("release", "installed"):
+            raise ValueError(f"beam_scoring {scoring!r}: expected 'release' or 'installed'")
+        kwargs.update(overrides)
+        if scoring == "release" and kwargs["num_beams"] > 1 and not kwargs["do_sample"]:
+            from baselines.forgerytalker.decoding import release_beam_search
+
+            other = sorted(set(kwargs) - set(_RELEASE_BEAM_KEYS))
+            if other:
+                raise ValueError(f"decoding option(s) {', '.join(other)} need beam_scoring='installed' "
+                                 f"(the release's beam scoring takes {', '.join(_RELEASE_BEAM_KEYS)})")
+
+            return release_beam_search(self.language_model, inputs_embeds=embeds, attention_mask=attention,
+                                       **{k: kwargs[k] for k in _RELEASE_BEAM_KEYS if k != "do_sample"})
+        return self.language_model.generate(inputs_embeds=embeds, attention_mask=attention, **kwargs)
+
+    @torch.no_grad()
     def generate(self, pixel_values: torch.Tensor, *, return_masks: bool = True,
                  labels: Sequence[Sequence[str]] | None = None, **overrides: Any) -> Prediction:
         """Explanations and masks in one pass (the official `generate(..., return_seg=True)`).
@@ -256,13 +286,8 @@ class ForgeryTalker(nn.Module):
         else:
             masks = torch.empty(0)
         embeds, attention = self.encoder_inputs(ctx.prompts, self.query_outputs(ctx.prompts, image_embeds))
-        g = self.config.generation
-        kwargs: dict[str, Any] = dict(num_beams=g.num_beams, max_new_tokens=g.max_new_tokens, min_length=g.min_length,
-                                      repetition_penalty=g.repetition_penalty, length_penalty=g.length_penalty,
-                                      do_sample=False)
-        kwargs.update(overrides)
-        ids = self.language_model.generate(inputs_embeds=embeds, attention_mask=attention, **kwargs)
-        captions = [c.strip() for c in self._tok().t5.batch_decode(ids, skip_special_tokens=True)]
+        ids = self.generate_ids(embeds, attention, **overrides)
+        captions = self._tok().t5.batch_decode(ids, skip_special_tokens=True)  # as released: not stripped
         gates: list[dict[str, float]] = [{} for _ in ctx.labels]
         if ctx.gates is not None:
             for g_val, b, li in zip(ctx.gates.float().tolist(), ctx.gate_owner.tolist(), ctx.gate_label.tolist()):
