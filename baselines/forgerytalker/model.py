@@ -38,6 +38,7 @@ from torch import nn
 from baselines.forgerytalker.config import ForgeryTalkerConfig
 from baselines.forgerytalker.gating import TagGate, build_prompt, gate_loss, kept_labels, label_string
 from baselines.forgerytalker.mask_decoder import LabelMaskHead
+from baselines.forgerytalker.precision import PrecisionPolicy, region
 from baselines.forgerytalker.prompter import FaceViTPrompter
 from baselines.forgerytalker.tokenization import Tokenizers, truncation_side
 
@@ -100,6 +101,27 @@ class ForgeryTalker(nn.Module):
         self.register_buffer("image_mean", torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False)
         self.tokenizers = tokenizers
+        self.precision: PrecisionPolicy | None = None  # None: follow the caller's autocast (training)
+
+    # ------------------------------------------------------------------ precision
+    def set_precision(self, policy: PrecisionPolicy | None) -> "ForgeryTalker":
+        """Run each part in the dtype `policy` gives it (see `precision.py`): T5's weights are cast to
+        `policy.language_weights`, every other part's to fp32. Casting bf16 weights back to fp32 does
+        not restore the rounded-off digits."""
+        if policy is not None:
+            for name, child in self.named_children():
+                child.to(policy.language_weights if name == "language_model" else policy.other_weights)
+        self.precision = policy
+        return self
+
+    def _region(self, dtype: torch.dtype | None):
+        return region(self.precision, dtype, self.device)
+
+    def _vision_dtype(self) -> torch.dtype | None:
+        return self.precision.vision_autocast if self.precision else None
+
+    def _language_dtype(self) -> torch.dtype | None:
+        return self.precision.language_autocast if self.precision else None
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -116,14 +138,17 @@ class ForgeryTalker(nn.Module):
         return (images.float() - self.image_mean) / self.image_std
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Image tokens after `ln_vision`: (B, 1 + N, W), [CLS] first."""
-        return self.vision_model(pixel_values=pixel_values).last_hidden_state
+        """Image tokens after `ln_vision`: (B, 1 + N, W), [CLS] first (fp32 under a policy, as the
+        release's residual stream and ln_vision leave them)."""
+        with self._region(self._vision_dtype()):
+            embeds = self.vision_model(pixel_values=pixel_values).last_hidden_state
+        return embeds.float() if self.precision else embeds
 
     # ------------------------------------------------------------------ the prompter's decision
     def context(self, pixel_values: torch.Tensor, image_embeds: torch.Tensor,
                 labels: Sequence[Sequence[str]] | None = None) -> Context:
         """Predict the labels (unless given), gate them, and build the instruction and label string."""
-        with torch.no_grad():
+        with torch.no_grad(), self._region(None):
             probs = self.prompter.probabilities(pixel_values)
         names = self.config.labels
         if labels is None:
@@ -145,8 +170,9 @@ class ForgeryTalker(nn.Module):
         # the official code pads each image's labels to that image's longest label and averages over it
         per_image = torch.zeros(len(ctx.labels), dtype=lengths.dtype, device=self.device)
         per_image = per_image.scatter_reduce(0, owner, lengths, reduce="amax")
-        states = self.tag_encoder(**enc).last_hidden_state
-        ctx.gates = self.tag_gate(states, per_image[owner], ctx.image_embeds, owner)
+        with self._region(None):
+            states = self.tag_encoder(**enc).last_hidden_state
+            ctx.gates = self.tag_gate(states, per_image[owner], ctx.image_embeds, owner)
         ctx.gate_owner = owner
         index = {n: i for i, n in enumerate(self.config.labels)}
         ctx.gate_label = torch.tensor([index[name] for _, name in flat], device=self.device)
@@ -162,7 +188,8 @@ class ForgeryTalker(nn.Module):
 
     def mask_logits(self, image_embeds: torch.Tensor, label_strings: Sequence[str]) -> torch.Tensor:
         """Mask logits (B, s, s) at the decoder's own size `config.mask.output_size`."""
-        return self.mask_head(self.label_embeddings(label_strings), image_embeds)
+        with self._region(None):
+            return self.mask_head(self.label_embeddings(label_strings), image_embeds)
 
     def mask_probabilities(self, image_embeds: torch.Tensor, label_strings: Sequence[str]) -> torch.Tensor:
         """Sigmoid masks (B, S, S) at the image size (logits upsampled bilinearly if drawn smaller,
@@ -185,11 +212,12 @@ class ForgeryTalker(nn.Module):
         n_q = queries.shape[1]
         attention = torch.cat([torch.ones(b, n_q, dtype=text["attention_mask"].dtype, device=self.device),
                                text["attention_mask"]], dim=1)
-        out = self.qformer(input_ids=text["input_ids"], attention_mask=attention, query_embeds=queries,
-                           encoder_hidden_states=image_embeds,
-                           encoder_attention_mask=torch.ones(image_embeds.shape[:2], dtype=torch.long,
-                                                             device=self.device)).last_hidden_state
-        return self.language_projection(out[:, :n_q, :])
+        with self._region(None):
+            out = self.qformer(input_ids=text["input_ids"], attention_mask=attention, query_embeds=queries,
+                               encoder_hidden_states=image_embeds,
+                               encoder_attention_mask=torch.ones(image_embeds.shape[:2], dtype=torch.long,
+                                                                 device=self.device)).last_hidden_state
+            return self.language_projection(out[:, :n_q, :])
 
     def encoder_inputs(self, prompts: Sequence[str], query_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[projected queries; instruction token embeddings] and its attention mask."""
@@ -198,7 +226,9 @@ class ForgeryTalker(nn.Module):
             enc = tok(list(prompts), padding="longest", truncation=True, max_length=self.config.language.max_txt_len,
                       return_tensors="pt").to(self.device)
         text = self.language_model.get_input_embeddings()(enc["input_ids"])
-        embeds = torch.cat([query_embeds.to(text.dtype), text], dim=1)
+        # as torch.cat in the release: fp32 queries + bf16 token embeddings -> fp32 (no rounding of the queries)
+        dtype = torch.promote_types(query_embeds.dtype, text.dtype) if self.precision else text.dtype
+        embeds = torch.cat([query_embeds.to(dtype), text.to(dtype)], dim=1)
         attention = torch.cat([torch.ones(query_embeds.shape[:2], dtype=enc["attention_mask"].dtype,
                                           device=self.device), enc["attention_mask"]], dim=1)
         return embeds, attention
@@ -238,8 +268,9 @@ class ForgeryTalker(nn.Module):
             out = tok(list(captions), padding="longest", truncation=True,
                       max_length=self.config.language.max_output_txt_len, return_tensors="pt").to(self.device)
         targets = out["input_ids"].masked_fill(out["input_ids"] == tok.pad_token_id, -100)
-        lm = self.language_model(inputs_embeds=embeds, attention_mask=attention,
-                                 decoder_attention_mask=out["attention_mask"], labels=targets)
+        with self._region(self._language_dtype()):
+            lm = self.language_model(inputs_embeds=embeds, attention_mask=attention,
+                                     decoder_attention_mask=out["attention_mask"], labels=targets)
         losses["lm_loss"] = lm.loss.float()
         losses["loss"] = total + losses["lm_loss"]
         return losses
@@ -266,9 +297,11 @@ class ForgeryTalker(nn.Module):
                 raise ValueError(f"decoding option(s) {', '.join(other)} need beam_scoring='installed' "
                                  f"(the release's beam scoring takes {', '.join(_RELEASE_BEAM_KEYS)})")
 
-            return release_beam_search(self.language_model, inputs_embeds=embeds, attention_mask=attention,
-                                       **{k: kwargs[k] for k in _RELEASE_BEAM_KEYS if k != "do_sample"})
-        return self.language_model.generate(inputs_embeds=embeds, attention_mask=attention, **kwargs)
+            with self._region(self._language_dtype()):
+                return release_beam_search(self.language_model, inputs_embeds=embeds, attention_mask=attention,
+                                           **{k: kwargs[k] for k in _RELEASE_BEAM_KEYS if k != "do_sample"})
+        with self._region(self._language_dtype()):
+            return self.language_model.generate(inputs_embeds=embeds, attention_mask=attention, **kwargs)
 
     @torch.no_grad()
     def generate(self, pixel_values: torch.Tensor, *, return_masks: bool = True,
