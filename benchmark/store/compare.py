@@ -21,32 +21,15 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
+from benchmark.metrics import registry
 from benchmark.metrics.stats import Bootstrap, percentile_interval
 from benchmark.store.db import StoreError
 from benchmark.store.detail import current_evaluation
 from benchmark.store.scores import metrics_of, samples_of
 
-MEAN_METRICS = ("iou", "f1", "precision", "recall", "cider", "rouge_l", "meteor", "clue_f1")
-BLEU_METRICS = ("bleu_4",)
 PAIRED = "paired bootstrap over images (same draws for both entries), percentile 95% interval"
 UNPAIRED_BLEU = ("not paired: corpus BLEU needs per-image n-gram statistics, not stored; "
                  "significant when the two stored 95% CIs do not overlap (conservative)")
-
-
-def _ratio(sums: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return sums[:, 0] / sums[:, 1]
-
-
-def _rows(values: np.ndarray) -> np.ndarray:
-    ok = ~np.isnan(values)
-    return np.stack([np.where(ok, values, 0.0), ok.astype(np.float64)], axis=1)
-
-
-def _bleu_stat(order: int):
-    from benchmark.metrics.text import bleu_from_totals
-
-    return lambda sums: bleu_from_totals(sums)[:, order - 1]
 
 
 def _result(diff: float, low, high, p, alpha: float, method: str, a, b) -> dict[str, Any]:
@@ -105,18 +88,14 @@ def compare(session: Session, a: str, b: str, split: str, protocol: str = "stric
     if len(common) != max(len(ids_a), len(ids_b)):
         out["note"] = f"compared on the {len(common)} images both entries were scored on"
     specs: dict[str, tuple[np.ndarray, np.ndarray, Any]] = {}
-    for m in MEAN_METRICS:
-        if m in cols_a and m in cols_b:
-            specs[m] = (_rows(np.asarray(cols_a[m])[ia]), _rows(np.asarray(cols_b[m])[ib]), _ratio)
     unpaired = []
-    for m in BLEU_METRICS:
+    for m in registry.headline():
         if m not in stored_a or m not in stored_b:
             continue
-        if "bleu_stats" in cols_a and "bleu_stats" in cols_b:
-            stat = _bleu_stat(int(m.rsplit("_", 1)[1]))
-            specs[m] = (np.asarray(cols_a["bleu_stats"], dtype=np.float64)[ia],
-                        np.asarray(cols_b["bleu_stats"], dtype=np.float64)[ib], stat)
-        else:
+        stat_a, stat_b = registry.statistics_of(cols_a, m), registry.statistics_of(cols_b, m)
+        if stat_a is not None and stat_b is not None:
+            specs[m] = (stat_a.rows[ia], stat_b.rows[ib], stat_a.fn)
+        elif registry.metric(m).reduction == "corpus":
             unpaired.append(m)
     tests = paired_many(specs, n_boot=n_boot, seed=seed, alpha=alpha)
     for m, (ra, rb, fn) in specs.items():
@@ -150,7 +129,7 @@ def format_comparison(result: dict[str, Any]) -> str:
         lines.append(f"{m:<12}{f(r['a']):>10}{f(r['b']):>10}{f(r['diff']):>10}   {ci:<22}{p:>8}  {verdict}")
     lines.append("method: " + result["method"] + f"; alpha {result['alpha']}")
     if any(r["method"] == UNPAIRED_BLEU for r in result["metrics"].values()):
-        lines.append("bleu: " + UNPAIRED_BLEU)
+        lines.append("corpus metrics: " + UNPAIRED_BLEU)
     if result.get("note"):
         lines.append("note: " + result["note"])
     return "\n".join(lines)
