@@ -14,7 +14,8 @@ official repository is copied here; it is imported from `--official` as it is, w
 made at run time only:
 
 - imports the model never uses at inference are stubbed: LAVIS's registry (its decorator only
-  records the class), dist/logging/file utilities and `clip_vit` (fairscale), and the three helpers `eva_vit.py` takes from timm
+  records the class), dist/logging/file utilities and `clip_vit` (fairscale), and the three helpers
+  `eva_vit.py` takes from timm
   (`drop_path`, `to_2tuple`, `trunc_normal_`, which have no torchvision-free install here);
 - hard-coded sizes are shrunk: `create_eva_vit_g`'s ViT (width 1408 -> 32, depth 39 -> 2, heads,
   patch 14 -> 32), the Face-ViT config `CONFIGS["ViT-H_14"]` (mutated in place), and in
@@ -461,11 +462,13 @@ def full_size_inventory(official: Path, work: Path) -> dict:
     write_tokenizers(work / "full" / "tiny-bert-tokenizer", t5_dir)   # any tokenizer: only sizes matter here
     torch.save({}, bert_dir / "eva_vit_g.pth")
     # weights are not loaded on the meta device: from_pretrained builds from the config
-    saved = (T5ForConditionalGeneration.from_pretrained, BertModel.from_pretrained, dff.Blip2T5Instruct.load_vit_pretrained_weights)
+    saved = (T5ForConditionalGeneration.from_pretrained, BertModel.from_pretrained,
+             dff.Blip2T5Instruct.load_vit_pretrained_weights)
     T5ForConditionalGeneration.from_pretrained = classmethod(lambda cls, path, config: cls(config))
     BertModel.from_pretrained = classmethod(lambda cls, path: cls(BertConfig.from_pretrained(path)))
     dff.Blip2T5Instruct.load_vit_pretrained_weights = (
-        lambda self, path, num_classes=21: VisionTransformer(CONFIGS["ViT-H_14"], img_size=224, num_classes=num_classes))
+        lambda self, path, num_classes=21: VisionTransformer(CONFIGS["ViT-H_14"], img_size=224,
+                                                             num_classes=num_classes))
     cwd = Path.cwd()
     os.chdir(work / "full")
     try:
@@ -516,8 +519,8 @@ def main() -> int:
     generator = torch.Generator().manual_seed(SEED)
     os.chdir(work)
     inventory = full_size_inventory(official, work)
-    with gzip.open(out / "official_state_dict.json.gz", "wt", encoding="utf-8") as f:
-        json.dump(inventory, f, sort_keys=True)
+    data = json.dumps(inventory, sort_keys=True).encode("utf-8")
+    (out / "official_state_dict.json.gz").write_bytes(gzip.compress(data, mtime=0))  # byte-reproducible
     patch_sizes(full=False)
     files = write_components(work, generator)
     torch.manual_seed(SEED + 5)

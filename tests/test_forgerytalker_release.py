@@ -156,7 +156,7 @@ def test_release_precision_policy_per_part(tiny_model) -> None:
     try:
         model.set_precision(RELEASE)
         weights = {n: {p.dtype for p in c.parameters()} for n, c in model.named_children()}
-        assert weights.pop("language_model") == {torch.bfloat16}
+        assert weights.pop("language_model") == {torch.bfloat16} and model.query_tokens.dtype == torch.float32
         assert all(d == {torch.float32} for d in weights.values()), weights
         pixels = torch.rand(2, 3, 224, 224)
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -195,3 +195,30 @@ def test_release_precision_on_cuda(tiny_model) -> None:
                                    sizes=[(224, 224)] * 2))
     assert tiny_model.precision is RELEASE and out.masks.shape[0] == 2 and len(out.captions) == 2
     assert {p.dtype for p in tiny_model.language_model.parameters()} == {torch.bfloat16}
+
+
+# ---------------------------------------------------------------------- the GPU check's random checkpoint
+def test_random_checkpoint_script_writes_a_runnable_checkpoint(tmp_path: Path) -> None:
+    """`scripts/forgerytalker_random_checkpoint.py` (used for GPU timing at full size) on a tiny config."""
+    import importlib.util
+
+    from baselines.forgerytalker.build import build_forgerytalker, save_checkpoint
+    from benchmark.harness.interface import Batch
+
+    spec = importlib.util.spec_from_file_location(
+        "random_checkpoint", Path(__file__).parents[1] / "scripts" / "forgerytalker_random_checkpoint.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    tok = build_tiny_tokenizers(CAPTIONS, REGIONS, t5_vocab_size=200)
+    cfg = ForgeryTalkerConfig.tiny(t5_vocab_size=len(tok.t5), bert_vocab_size=len(tok.bert), hidden=32,
+                                   patch_size=32, mask_size=16)
+    cfg.generation.max_new_tokens = 3
+    model = script.random_model(torch.device("cpu"), 0, cfg)
+    model.tokenizers = tok
+    assert torch.equal(model.vision_model.post_layernorm.weight.detach(), torch.ones(32))
+    assert torch.equal(model.qformer.embeddings.position_ids[0, :4], torch.arange(4))
+    save_checkpoint(model.to(torch.bfloat16), tok, tmp_path / "ck")
+    runner = build_forgerytalker(checkpoint=tmp_path / "ck", precision="auto")
+    out = runner.predict(Batch(images=torch.rand(2, 3, 224, 224), ids=["a", "b"], sizes=[(224, 224)] * 2))
+    assert out.masks.shape == (2, 224, 224) and len(out.captions) == 2
+    assert {p.dtype for p in runner.model.parameters()} == {torch.float32}  # CPU: the fp32 policy

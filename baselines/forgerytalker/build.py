@@ -197,7 +197,8 @@ class ForgeryTalkerRunner:
         try:
             return resolve_precision_policy({"float32": "fp32"}.get(self.precision, self.precision), self.model.device)
         except ValueError:
-            raise BenchmarkError(f"unknown precision '{self.precision}' (use auto, release, fp32, bf16 or fp16)") from None
+            raise BenchmarkError(f"unknown precision '{self.precision}' "
+                                 "(use auto, release, fp32, bf16 or fp16)") from None
 
     def _uniform_autocast(self) -> contextlib.AbstractContextManager:
         dev = self.model.device
@@ -220,7 +221,8 @@ class ForgeryTalkerRunner:
         return Output(masks=pred.masks.float().clamp(0, 1).cpu(), captions=list(pred.captions))
 
 
-_GENERATION_KEYS = ("num_beams", "max_new_tokens", "min_length", "repetition_penalty", "length_penalty")
+_GENERATION_KEYS = ("num_beams", "max_new_tokens", "min_length", "repetition_penalty", "length_penalty",
+                    "beam_scoring")
 
 
 def _build(name: str, checkpoint: str | Path | None, device: str | torch.device | None, precision: str | None,

@@ -4,18 +4,25 @@ Sources, as the official code assembles its model (later sources only fill what 
 the precedence of LAVIS's loading order: DFF checkpoint > InstructBLIP checkpoint > components):
 
 - `--lavis`: the released DFF checkpoint (`LianJC/DFF-InstructBLIP-Detection`, a LAVIS .pth with
-  a "model" state dict). LAVIS saves only parameters that required grad (plus buffers), so it
-  holds the Q-Former, `query_tokens`, `t5_proj`, `ln_vision`, the tag-encoder BERT, the gate,
-  mask path and (when saved in the finetune stage) the Face-ViT — but not the frozen EVA ViT or T5.
+  a "model" state dict). LAVIS saves only parameters that required grad (plus buffers and the tied
+  T5 embedding copies), and what required grad depends on the training stage (see `trainable_in`):
+  a "finetune"-stage file holds the Q-Former, `query_tokens`, `t5_proj`, `ln_vision`, the
+  tag-encoder BERT, the gate, the mask path and the Face-ViT (with its batch-norm statistics); a
+  "pretrain"-stage file holds the Q-Former, `t5_proj`, the mask path and the gate's attention and
+  output layer only (plus the Face-ViT's batch-norm statistics, which are buffers). Neither holds
+  the frozen EVA ViT or T5. The stage is detected from the keys and reported; `trans_layer`, never
+  saved in the pretrain stage and loaded from no component file, is initialised as the official
+  code initialises it (`RANDOMLY_INITIALISED`).
 - `--eva-vit`: `eva_vit_g.pth` (the frozen vision encoder; LAVIS builds a 39-block ViT-g from it).
 - `--instructblip`: optional `instruct_blip_flanxl_trimmed.pth`, for a DFF checkpoint saved in
-  the "pretrain" stage (frozen `ln_vision` not saved there).
+  the "pretrain" stage (frozen `ln_vision` and `query_tokens` are not saved there; the official
+  evaluation loads them from this file before the DFF checkpoint).
 - `--face-vit`: the Face-ViT classifier .bin (`LianJC/Face-ViT-MultiLabel`), used when the DFF
   checkpoint lacks `multi_label_classifier.*`.
 - `--t5`: the local Flan-T5-XL folder (frozen LM; also its tokenizer).
 - `--bert`: the local bert-base-uncased folder (tokenizer; tag-encoder weights if absent).
 
-Every official key is either mapped (`RULES`) or deliberately unused (`UNUSED`); the DFF
+Every official key is either mapped (`RULES`) or deliberately unused (`UNUSED`, never required); the DFF
 checkpoint must hold official keys only (anything else is refused, naming the keys), and every
 required key must come from some source (missing keys are refused, naming them). Shapes are
 checked against the config (`ForgeryTalkerConfig.full()` unless another is given; the T5 and

@@ -88,8 +88,9 @@ def release_beam_search(model, *, inputs_embeds: torch.Tensor, attention_mask: t
     cache_name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     past = None
     while True:
-        out = model(encoder_outputs=encoder, attention_mask=mask, decoder_input_ids=ids if past is None else ids[:, -1:],
-                    use_cache=True, return_dict=True, **{cache_name: past})
+        step = ids if past is None else ids[:, -1:]
+        out = model(encoder_outputs=encoder, attention_mask=mask, decoder_input_ids=step, use_cache=True,
+                    return_dict=True, **{cache_name: past})
         past = getattr(out, cache_name)
         logprobs = F.log_softmax(out.logits[:, -1, :].float(), dim=-1)
         logprobs = processors(ids, logprobs) + scores[:, None]

@@ -111,6 +111,8 @@ class ForgeryTalker(nn.Module):
         if policy is not None:
             for name, child in self.named_children():
                 child.to(policy.language_weights if name == "language_model" else policy.other_weights)
+            for tensor in [*self.parameters(recurse=False), *self.buffers(recurse=False)]:  # query_tokens, mean/std
+                tensor.data = tensor.data.to(policy.other_weights)
         self.precision = policy
         return self
 
