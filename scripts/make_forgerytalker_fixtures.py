@@ -82,6 +82,7 @@ FACE = dict(hidden=32, mlp=64, heads=4, layers=4, patch=16)  # >= 4: its forward
 T5 = dict(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4)
 N_IMAGES = 4
 GENERATION = dict(num_beams=5, max_length=12, min_length=5)   # official generate() argument names
+EOS_BOOST = 4.0   # EOS logit lift (x mean |lm_head|): captions end at different lengths
 SEED = 0
 
 CORPUS = [
@@ -301,6 +302,8 @@ def write_components(root: Path, generator: torch.Generator) -> dict[str, Path]:
     torch.manual_seed(SEED + 4)
     t5 = T5ForConditionalGeneration(t5_cfg)
     perturb(t5, generator)
+    with torch.no_grad():  # make EOS likely, so that finished and length-cut beams compete in generate()
+        t5.lm_head.weight[t5_cfg.eos_token_id] += EOS_BOOST * t5.lm_head.weight.abs().mean()
     bf16_representable(t5)
     t5.save_pretrained(str(t5_dir), safe_serialization=True)
     return {"bert": bert_dir, "t5": t5_dir, "face_vit": root / "face_vit.bin", "eva_vit": bert_dir / "eva_vit_g.pth"}
