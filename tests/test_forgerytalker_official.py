@@ -151,6 +151,20 @@ def test_pretrain_stage_needs_instructblip_for_ln_vision_and_query_tokens(tmp_pa
     assert "\n" not in message and not (tmp_path / "out" / "model.safetensors").exists()
 
 
+def test_cli_names_the_stage_it_converted(tmp_path: Path, capsys) -> None:
+    from benchmark.cli import main
+
+    src = sources("pretrain")
+    fixture_config().save(tmp_path / "config.json")
+    rc = main(["convert", "forgerytalker", "--lavis", str(src.lavis), "--eva-vit", str(src.eva_vit), "--face-vit",
+               str(src.face_vit), "--t5", str(src.t5), "--bert", str(src.bert), "--instructblip", str(src.instructblip),
+               "--config", str(tmp_path / "config.json"), "--out", str(tmp_path / "ck")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "pretrain-stage DFF checkpoint" in out and "2 initialised as the official code does" in out
+    report = json.loads((tmp_path / "ck" / "conversion.json").read_text())
+    assert report["stage"] == "pretrain" and "trans_layer.weight" in report["initialised"]
+
+
 def test_q_former_position_ids_come_from_the_checkpoint(converted) -> None:
     dff = read_state_dict(RELEASE / f"dff_{converted['stage']}.pth")
     kept = converted["model"].qformer.embeddings.position_ids

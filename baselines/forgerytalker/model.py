@@ -24,6 +24,10 @@ differences from the released code, all deliberate and documented:
 - the segmentation and gate losses use the logits/probabilities once (`official_double_sigmoid`
   reproduces the released code, which applies `BCEWithLogits` to already-sigmoid outputs);
 - the Q-Former's attention mask uses -inf instead of -10000 for padding (identical after softmax).
+What the release does and transformers no longer does by default is reproduced: beam search scored
+as in transformers 4.33.2 (`decoding.py`) and, when a policy is set, the release's per-part
+precision (`precision.py`). `tests/test_forgerytalker_official.py` checks all of it against outputs
+of the official code.
 """
 
 from __future__ import annotations
