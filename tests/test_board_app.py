@@ -166,7 +166,7 @@ def test_entry_page_metrics_breakdowns_gallery_and_links(board_world, monkeypatc
     assert iou["Score ×100"] == pytest.approx(d["metrics"]["iou"] * 100)
     assert iou["95% CI low"] == pytest.approx(d["ci95"]["iou"][0] * 100)
     assert {"BLEU-4", "CIDEr", "ROUGE-L", "Clue F1"} <= set(metrics["Metric"])
-    assert len(at.get("vega_lite_chart")) == 2                    # per method, per source
+    assert len(at.get("vega_lite_chart")) == 3                    # per method, per source, per region
     images = at.get("image")
     assert len(images) >= 6 * 3 - 3                                     # image, truth overlay, prediction
     texts = " ".join(m.value for m in at.markdown)
