@@ -34,8 +34,11 @@ def cmd_convert_forgerytalker(args: argparse.Namespace) -> int:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(f"wrote {args.out}: {report['mapped']} official tensors mapped, {report['unused']} deliberately unused "
-              f"(of {report['official_keys_present']} present; see {Path(args.out) / 'conversion.json'})")
+        initialised = f", {len(report['initialised'])} initialised as the official code does" \
+            if report.get("initialised") else ""
+        print(f"wrote {args.out}: {report['stage']}-stage DFF checkpoint; {report['mapped']} official tensors mapped, "
+              f"{report['unused']} deliberately unused{initialised} (of {report['official_keys_present']} present; "
+              f"see {Path(args.out) / 'conversion.json'})")
     return 0
 
 

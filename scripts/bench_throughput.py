@@ -7,6 +7,7 @@ For each model: the loader rate (decode + resize in worker processes + transfer 
 at the model's input size), the model rate (`predict` on batches already on the device, CUDA
 synchronised), and the end-to-end rate of the harness writing a submission to a temporary
 folder. The slower of loader and model is the bottleneck; end-to-end also pays for writing.
+On CUDA the peak GPU memory of the model measurement is reported too.
 Models that need a checkpoint are taken from `--checkpoints DIR/<model>` (or the default
 checkpoint folder) and skipped when none is there.
 """
@@ -29,7 +30,7 @@ from baselines import registry
 from baselines.checkpoint import META, default_dir
 from benchmark.data.split import load_split
 from benchmark.errors import BenchmarkError
-from benchmark.harness.dataset import Item, SplitImages, make_loader, to_device
+from benchmark.harness.dataset import Item, SplitImages, make_loader, resize_filter_of, to_device
 from benchmark.harness.interface import Batch
 from benchmark.harness.run import RunOptions, default_workers, resolve_device, resolve_precision, run_model
 from benchmark.harness.shard import Shard, batch_grid
@@ -40,9 +41,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def loader_rate(split, n: int, size: int, batch_size: int, workers: int, device: torch.device) -> float:
+def loader_rate(split, n: int, size: int, batch_size: int, workers: int, device: torch.device,
+                resize_filter: str = "bilinear") -> float:
     items = [Item(i, r.image_id, split.image_files[r.image_id]) for i, r in enumerate(split.records[:n])]
-    loader = make_loader(SplitImages(items, size), batch_grid(len(items), batch_size), workers=workers,
+    loader = make_loader(SplitImages(items, size, resize_filter), batch_grid(len(items), batch_size), workers=workers,
                          pin_memory=device.type == "cuda")
     start, count = None, 0
     for batch in loader:  # timed from the first batch on: worker start-up is not throughput
@@ -61,8 +63,8 @@ def model_rate(model, split, n: int, batch_size: int, device: torch.device, prec
     """`predict` over the same n images the other rates use, decoded beforehand and already on
     the device (captioners' generation length depends on the image, so no batch is repeated)."""
     items = [Item(i, r.image_id, split.image_files[r.image_id]) for i, r in enumerate(split.records[:n])]
-    loader = make_loader(SplitImages(items, model.image_size), batch_grid(len(items), batch_size), workers=0,
-                         pin_memory=False)
+    images = SplitImages(items, model.image_size, resize_filter_of(model))
+    loader = make_loader(images, batch_grid(len(items), batch_size), workers=0, pin_memory=False)
     batches = [Batch(images=to_device(b["images"], device), ids=[items[i].image_id for i in b["indices"]],
                      sizes=b["sizes"], paths=[str(items[i].path) for i in b["indices"]]) for b in loader]
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -128,14 +130,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"skip {name}: {str(exc).splitlines()[0]}", file=sys.stderr)
                 continue
             size = int(model.image_size)
-            if size not in loader_cache:
-                loader_cache[size] = loader_rate(split, n, size, args.batch_size, workers, device)
-            lr = loader_cache[size]
+            key = (size, resize_filter_of(model))
+            if key not in loader_cache:
+                loader_cache[key] = loader_rate(split, n, size, args.batch_size, workers, device, key[1])
+            lr = loader_cache[key]
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
             mr = model_rate(model, split, n, args.batch_size, device, precision)
+            peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
             subset = dataclasses.replace(split, records=split.records[:n])
             e2e = end_to_end_rate(model, subset, Path(tmp) / name, args.batch_size, workers, device, precision)
             rows.append({"model": name, "image_size": size, "loader_img_s": round(lr, 1), "model_img_s": round(mr, 1),
                          "end_to_end_img_s": round(e2e, 1),
+                         "peak_gpu_gib": round(peak, 2) if peak is not None else None,
                          "bottleneck": "loader" if lr < mr else "model"})
     if args.json:
         json.dump(rows, sys.stdout, indent=2)

@@ -379,8 +379,8 @@ def test_conversion_report_counts(converted, release) -> None:
     assert report["official_keys_present"] == report["mapped"] + report["unused"]
     assert set(report["unused_keys"]) == {
         "seg_proj.weight", "seg_proj.bias", "mlm_head.weight", "mlm_head.bias", "text_proj.weight", "text_proj.bias",
-        "bert_model.pooler.dense.weight", "bert_model.pooler.dense.bias", "Qformer.bert.embeddings.position_ids",
-        "bert_model.embeddings.position_ids", "bert_model.embeddings.token_type_ids"}
+        "bert_model.pooler.dense.weight", "bert_model.pooler.dense.bias"}
+    assert report["stage"] == "finetune" and report["initialised"] == {}
     assert report["sources"]["eva_vit"] > 0 and report["sources"]["t5"] > 0 and report["sources"]["face_vit"] > 0
     assert report["ignored"]["eva_vit"] == [f"visual_encoder.blocks.{release['cfg'].vision.num_hidden_layers}.norm1.weight"]
     assert (converted["out"] / "conversion.json").is_file()
@@ -491,3 +491,13 @@ def test_cli_convert_writes_a_checkpoint(release, tmp_path: Path, capsys) -> Non
     report = json.loads(capsys.readouterr().out)
     assert report["mapped"] + report["unused"] == report["official_keys_present"]
     assert (tmp_path / "ck" / "model.safetensors").is_file() and (tmp_path / "ck" / "t5_tokenizer").is_dir()
+
+
+def test_heads_inference_never_uses_are_not_required(release, tmp_path: Path) -> None:
+    unused = ("seg_proj.", "mlm_head.", "text_proj.", "bert_model.pooler.")
+    dff = {k: v for k, v in release["dff"].items() if not k.startswith(unused)}
+    torch.save({"model": dff}, tmp_path / "dff.pth")
+    sources = Sources(**{**release["sources"].__dict__, "lavis": tmp_path / "dff.pth"})
+    report = convert(sources, tmp_path / "out", config=release["cfg"])
+    assert report["stage"] == "finetune"
+    assert {"seg_proj.weight", "mlm_head.weight", "text_proj.weight"} <= set(report["absent_optional"])

@@ -24,8 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.forgerytalker.config import ForgeryTalkerConfig
+from baselines.forgerytalker.config import RESIZE_FILTER, ForgeryTalkerConfig
 from baselines.forgerytalker.model import ForgeryTalker
+from baselines.forgerytalker.precision import PrecisionPolicy
+from baselines.forgerytalker.precision import resolve as resolve_precision_policy
 from baselines.forgerytalker.tokenization import BERT_DIR, T5_DIR, Tokenizers
 from benchmark.errors import BenchmarkError
 from benchmark.harness.interface import Batch, Output
@@ -114,6 +116,8 @@ def load_weights_into(model: nn.Module, path: Path, device: torch.device | str =
     tensors = load_file(str(path), device=str(device))
     expected = set(model.state_dict())
     have = set(tensors) | set(aliases)
+    # checkpoints written before the Q-Former's position_ids was kept lack it: rebuilt (arange) below
+    expected -= {k for k in expected - have if k.endswith("position_ids")}
     missing, unexpected = sorted(expected - have), sorted(have - expected)
     if missing or unexpected:
         raise BenchmarkError(f"{path}: weights do not match the config: " + _name_keys(missing, unexpected))
@@ -167,6 +171,7 @@ class ForgeryTalkerRunner:
     masks and explanations from one batched pass."""
 
     kind = "both"
+    resize_filter = RESIZE_FILTER  # the harness resizes this model's inputs as the official pipeline does
 
     def __init__(self, model: ForgeryTalker, *, name: str = "forgerytalker", precision: str = "auto",
                  generation: dict[str, Any] | None = None, batch_size: int = 16,
@@ -184,17 +189,20 @@ class ForgeryTalkerRunner:
         self.model.to(resolve_device(device))
         return self
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
+    def _policy(self) -> PrecisionPolicy | None:
+        """The release's mixed precision or fp32 (see `precision.py`), or None for a uniform
+        autocast the user asked for explicitly (`precision=bf16|fp16`)."""
+        if self.precision in ("bf16", "bfloat16", "fp16", "float16"):
+            return None
+        try:
+            return resolve_precision_policy({"float32": "fp32"}.get(self.precision, self.precision), self.model.device)
+        except ValueError:
+            raise BenchmarkError(f"unknown precision '{self.precision}' "
+                                 "(use auto, release, fp32, bf16 or fp16)") from None
+
+    def _uniform_autocast(self) -> contextlib.AbstractContextManager:
         dev = self.model.device
-        precision = self.precision
-        if precision == "auto":
-            precision = "bf16" if dev.type == "cuda" else "fp32"
-        if precision in ("fp32", "float32"):
-            return contextlib.nullcontext()
-        dtype = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
-                 "float16": torch.float16}.get(precision)
-        if dtype is None:
-            raise BenchmarkError(f"unknown precision '{self.precision}' (use auto, fp32, bf16 or fp16)")
+        dtype = torch.float16 if self.precision in ("fp16", "float16") else torch.bfloat16
         if dev.type == "cpu" and dtype is torch.float16:
             return contextlib.nullcontext()  # no fp16 autocast on CPU: stay in fp32
         return torch.autocast(device_type=dev.type, dtype=dtype)
@@ -203,14 +211,18 @@ class ForgeryTalkerRunner:
     def predict(self, batch: Batch) -> Output:
         images = batch.images.to(self.model.device)
         if images.shape[-2:] != (self.image_size, self.image_size):
-            images = F.interpolate(images.float(), size=(self.image_size, self.image_size), mode="bilinear",
-                                   align_corners=False)
-        with self._autocast():
+            images = F.interpolate(images.float(), size=(self.image_size, self.image_size), mode="bicubic",
+                                   align_corners=False, antialias=True).clamp(0, 1)
+        policy = self._policy()
+        if policy is not self.model.precision:
+            self.model.set_precision(policy)
+        with self._uniform_autocast() if policy is None else contextlib.nullcontext():
             pred = self.model.generate(self.model.normalize(images), **self.generation)
         return Output(masks=pred.masks.float().clamp(0, 1).cpu(), captions=list(pred.captions))
 
 
-_GENERATION_KEYS = ("num_beams", "max_new_tokens", "min_length", "repetition_penalty", "length_penalty")
+_GENERATION_KEYS = ("num_beams", "max_new_tokens", "min_length", "repetition_penalty", "length_penalty",
+                    "beam_scoring")
 
 
 def _build(name: str, checkpoint: str | Path | None, device: str | torch.device | None, precision: str | None,
@@ -235,8 +247,10 @@ def build_forgerytalker(checkpoint: str | Path | None = None, device: str | torc
                         precision: str | None = "auto", **options: Any) -> ForgeryTalkerRunner:
     """The paper's model from a converted checkpoint folder (`mmtt convert forgerytalker`).
 
-    Loaded on `device` (default cpu; the harness then moves it); `precision` auto = bf16
-    autocast on CUDA; decoding options (num_beams, max_new_tokens, ...) override the official ones.
+    Loaded on `device` (default cpu; the harness then moves it); `precision` auto = the release's
+    mixed precision on CUDA when the harness runs mixed (its default there; `--precision fp32` gives
+    fp32 throughout), `release` / `fp32` force one; decoding options (num_beams, max_new_tokens, ...)
+    override the official ones.
     """
     return _build("forgerytalker", checkpoint, device, precision, options,
                   "convert the official weights first: `mmtt convert forgerytalker ... --out DIR`", 16)

@@ -19,6 +19,9 @@ from typing import Any
 
 from benchmark.data.regions import REGIONS
 
+# How images are resized to the model's input size: LAVIS's `blip_image_eval` (and the training
+# processors) resize with torchvision's BICUBIC on PIL images, i.e. PIL's bicubic filter.
+RESIZE_FILTER = "bicubic"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # LAVIS blip_image_eval normalisation
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -147,6 +150,8 @@ class GenerationConfig:
     min_length: int = 5
     repetition_penalty: float = 1.5
     length_penalty: float = 1.0
+    beam_scoring: str = "release"    # "release": transformers 4.33.2's beam scoring, as pinned by the release
+                                     # (`decoding.py`); "installed": the installed transformers' `generate`
 
 
 @dataclass

@@ -4,18 +4,25 @@ Sources, as the official code assembles its model (later sources only fill what 
 the precedence of LAVIS's loading order: DFF checkpoint > InstructBLIP checkpoint > components):
 
 - `--lavis`: the released DFF checkpoint (`LianJC/DFF-InstructBLIP-Detection`, a LAVIS .pth with
-  a "model" state dict). LAVIS saves only parameters that required grad (plus buffers), so it
-  holds the Q-Former, `query_tokens`, `t5_proj`, `ln_vision`, the tag-encoder BERT, the gate,
-  mask path and (when saved in the finetune stage) the Face-ViT — but not the frozen EVA ViT or T5.
+  a "model" state dict). LAVIS saves only parameters that required grad (plus buffers and the tied
+  T5 embedding copies), and what required grad depends on the training stage (see `trainable_in`):
+  a "finetune"-stage file holds the Q-Former, `query_tokens`, `t5_proj`, `ln_vision`, the
+  tag-encoder BERT, the gate, the mask path and the Face-ViT (with its batch-norm statistics); a
+  "pretrain"-stage file holds the Q-Former, `t5_proj`, the mask path and the gate's attention and
+  output layer only (plus the Face-ViT's batch-norm statistics, which are buffers). Neither holds
+  the frozen EVA ViT or T5. The stage is detected from the keys and reported; `trans_layer`, never
+  saved in the pretrain stage and loaded from no component file, is initialised as the official
+  code initialises it (`RANDOMLY_INITIALISED`).
 - `--eva-vit`: `eva_vit_g.pth` (the frozen vision encoder; LAVIS builds a 39-block ViT-g from it).
 - `--instructblip`: optional `instruct_blip_flanxl_trimmed.pth`, for a DFF checkpoint saved in
-  the "pretrain" stage (frozen `ln_vision` not saved there).
+  the "pretrain" stage (frozen `ln_vision` and `query_tokens` are not saved there; the official
+  evaluation loads them from this file before the DFF checkpoint).
 - `--face-vit`: the Face-ViT classifier .bin (`LianJC/Face-ViT-MultiLabel`), used when the DFF
   checkpoint lacks `multi_label_classifier.*`.
 - `--t5`: the local Flan-T5-XL folder (frozen LM; also its tokenizer).
 - `--bert`: the local bert-base-uncased folder (tokenizer; tag-encoder weights if absent).
 
-Every official key is either mapped (`RULES`) or deliberately unused (`UNUSED`); the DFF
+Every official key is either mapped (`RULES`) or deliberately unused (`UNUSED`, never required); the DFF
 checkpoint must hold official keys only (anything else is refused, naming the keys), and every
 required key must come from some source (missing keys are refused, naming them). Shapes are
 checked against the config (`ForgeryTalkerConfig.full()` unless another is given; the T5 and
@@ -140,18 +147,19 @@ def official_keys(cfg: ForgeryTalkerConfig) -> dict[str, OfficialKey]:
         add(f"{pre}.1.layer_norm.weight", D)
         t5_ff(f"{pre}.2")
     add("t5_model.decoder.final_layer_norm.weight", D)
-    # unused heads of the official model
-    linear("seg_proj", m.output_size * m.output_size, H)
-    linear("mlm_head", q.vocab_size - 1, H)
-    linear("text_proj", W, D)
+    # heads of the official model that inference never uses: optional (a pretrain-stage file lacks seg_proj)
+    for name, out, inp in (("seg_proj", m.output_size * m.output_size, H), ("mlm_head", q.vocab_size - 1, H),
+                           ("text_proj", W, D)):
+        add(f"{name}.weight", out, inp, required=False)
+        add(f"{name}.bias", out, required=False)
     # tag encoder (transformers BertModel, bert-base-uncased) + gate
     B = b.hidden_size
     add("bert_model.embeddings.word_embeddings.weight", b.vocab_size, B)
     add("bert_model.embeddings.position_embeddings.weight", b.max_position_embeddings, B)
     add("bert_model.embeddings.token_type_embeddings.weight", b.type_vocab_size, B)
     norm("bert_model.embeddings.LayerNorm", B)
-    add("bert_model.embeddings.position_ids", 1, b.max_position_embeddings, required=False)
-    add("bert_model.embeddings.token_type_ids", 1, b.max_position_embeddings, required=False)
+    # (transformers 4.33's BertModel keeps position_ids / token_type_ids out of its state dict;
+    #  files from older versions that have them are accepted: see UNUSED)
     for i in range(b.num_hidden_layers):
         pre = f"bert_model.encoder.layer.{i}"
         for x in ("query", "key", "value"):
@@ -161,7 +169,8 @@ def official_keys(cfg: ForgeryTalkerConfig) -> dict[str, OfficialKey]:
         linear(f"{pre}.intermediate.dense", b.intermediate_size, B)
         linear(f"{pre}.output.dense", B, b.intermediate_size)
         norm(f"{pre}.output.LayerNorm", B)
-    linear("bert_model.pooler.dense", B, B)
+    add("bert_model.pooler.dense.weight", B, B, required=False)  # the gate reads last_hidden_state only
+    add("bert_model.pooler.dense.bias", B, required=False)
     add("gate_cross_attention_layer.in_proj_weight", 3 * B, B)
     add("gate_cross_attention_layer.in_proj_bias", 3 * B)
     linear("gate_cross_attention_layer.out_proj", B, B)
@@ -225,6 +234,64 @@ def official_keys(cfg: ForgeryTalkerConfig) -> dict[str, OfficialKey]:
     return keys
 
 
+# ---------------------------------------------------------------------- training stages
+# LAVIS's `_save_checkpoint` writes the state dict minus every *parameter* that does not require
+# grad (buffers and the tied T5 embedding copies, which `named_parameters` does not list, stay).
+# What requires grad is decided by the official `train.py` (`apply_training_strategy`):
+# - "pretrain": parameters whose name contains one of these words; everything else is frozen
+#   (so the file lacks ln_vision, query_tokens, BERT, trans_layer, seg_proj and the Face-ViT's
+#   weights -- but keeps the Face-ViT's batch-norm statistics, which are buffers);
+# - "finetune": everything except the vision encoder and T5.
+PRETRAIN_TRAINABLE = ("Qformer", "qformer", "text_proj", "fc_layer", "t5_proj", "mlm_head", "mask_decoder",
+                      "prompt_proj", "cross_attention_layer")
+STAGES = ("pretrain", "finetune")
+_BUFFER_SUFFIXES = ("position_ids", "token_type_ids", "running_mean", "running_var", "num_batches_tracked")
+_TIED_COPIES = ("t5_model.encoder.embed_tokens.weight", "t5_model.decoder.embed_tokens.weight")
+
+
+def is_saved_regardless(name: str) -> bool:
+    """Buffers and tied copies: in every LAVIS checkpoint whatever the stage."""
+    return name.endswith(_BUFFER_SUFFIXES) or name in _TIED_COPIES
+
+
+def trainable_in(stage: str, name: str) -> bool:
+    """Whether the official training of `stage` lets parameter `name` require grad."""
+    if stage == "pretrain":
+        t5_frozen = name.startswith("t5_model.") and ("embed_tokens" in name or "lm_head" in name)
+        return any(word in name for word in PRETRAIN_TRAINABLE) and not t5_frozen
+    if stage == "finetune":
+        return not name.startswith(("visual_encoder.", "t5_model."))
+    raise ValueError(f"unknown training stage {stage!r}")
+
+
+def detect_stage(names: Iterable[str]) -> tuple[str, str]:
+    """The stage a DFF checkpoint was saved in, and why: a file holding any parameter that only the
+    finetune stage trains is a finetune-stage file; otherwise it was saved in the pretrain stage."""
+    finetune_only = sorted(k for k in names if not is_saved_regardless(k)
+                           and trainable_in("finetune", k) and not trainable_in("pretrain", k))
+    if finetune_only:
+        return "finetune", (f"holds {len(finetune_only)} parameter(s) frozen in the pretrain stage "
+                            f"(e.g. {', '.join(finetune_only[:3])})")
+    return "pretrain", "holds no parameter outside the pretrain stage's trainable set"
+
+
+# Parameters the official code creates with a random initialisation and never loads from a
+# component file: absent from a pretrain-stage checkpoint, they are initialised the same way here
+# (nn.Linear's default, from a fixed seed, so a conversion is reproducible).
+RANDOM_INIT_SEED = 0
+RANDOMLY_INITIALISED = {
+    "trans_layer": "nn.Linear default initialisation (frozen, hence never saved, in the pretrain stage; "
+                   "it only feeds the tag gate, whose values do not change captions or masks)",
+}
+
+
+def _random_linear(out_features: int, in_features: int) -> dict[str, torch.Tensor]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        layer = torch.nn.Linear(in_features, out_features)
+    return {"weight": layer.weight.detach(), "bias": layer.bias.detach()}
+
+
 # ---------------------------------------------------------------------- the mapping table
 # (official name pattern, this implementation's name) -- regular expressions, first match wins.
 # Names are relative to the whole model (`ForgeryTalker.state_dict()`).
@@ -243,6 +310,7 @@ RULES: list[tuple[str, str]] = [
     # Q-Former -> transformers InstructBlipQFormerModel
     (r"Qformer\.bert\.embeddings\.LayerNorm\.(weight|bias)", r"qformer.embeddings.layernorm.\1"),
     (r"Qformer\.bert\.embeddings\.(word|position)_embeddings\.weight", r"qformer.embeddings.\1_embeddings.weight"),
+    (r"Qformer\.bert\.embeddings\.position_ids", r"qformer.embeddings.position_ids"),
     (r"Qformer\.bert\.encoder\.layer\.(\d+)\.(attention|crossattention)\.self\.(query|key|value)\.(weight|bias)",
      r"qformer.encoder.layer.\1.\2.attention.\3.\4"),
     (r"Qformer\.bert\.encoder\.layer\.(\d+)\.(attention|crossattention)\.output\.(dense|LayerNorm)\.(weight|bias)",
@@ -304,8 +372,8 @@ UNUSED: list[tuple[str, str]] = [
     (r"mlm_head\.(weight|bias)", "stage-1 masked-language-model head (pretraining only, unused at inference)"),
     (r"text_proj\.(weight|bias)", "stage-1 contrastive projection (pretraining only, unused at inference)"),
     (r"bert_model\.pooler\.dense\.(weight|bias)", "BERT pooler: the gate reads last_hidden_state only"),
-    (r"Qformer\.bert\.embeddings\.position_ids", "constant buffer (arange), rebuilt"),
-    (r"bert_model\.embeddings\.(position_ids|token_type_ids)", "constant buffer, rebuilt"),
+    (r"bert_model\.embeddings\.(position_ids|token_type_ids)", "constant buffer (saved by transformers < 4.31 "
+                                                                "only), rebuilt"),
 ]
 
 
@@ -465,12 +533,15 @@ def assemble_official(sources: Sources, cfg: ForgeryTalkerConfig, *, allow_pickl
     expected = official_keys(cfg)
     report: dict[str, Any] = {"sources": {}, "ignored": {}}
     dff = read_state_dict(sources.lavis, allow_pickle)
-    unexpected = [k for k in dff if k not in expected]
+    unexpected = [k for k in dff if k not in expected and unused_reason(k) is None]
     if unexpected:
         raise BenchmarkError(f"{sources.lavis}: not a ForgeryTalker (DFF) checkpoint for this configuration: "
                              + _name_keys("unexpected", unexpected))
     merged: dict[str, torch.Tensor] = dict(dff)
     report["sources"]["lavis"] = len(dff)
+    stage, evidence = detect_stage(dff)
+    report["stage"] = stage
+    report["stage_evidence"] = evidence
 
     def fill(label: str, state: dict[str, torch.Tensor], prefix: str) -> None:
         added, ignored = 0, []
@@ -495,6 +566,17 @@ def assemble_official(sources: Sources, cfg: ForgeryTalkerConfig, *, allow_pickl
     fill("bert", _bert_component(read_hf_folder_weights(sources.bert)), "bert_model.")
     fill("t5", read_hf_folder_weights(sources.t5), "t5_model.")
 
+    report["initialised"] = {}
+    if stage == "pretrain":
+        for layer, why in RANDOMLY_INITIALISED.items():
+            names = [f"{layer}.weight", f"{layer}.bias"]
+            if any(n in merged for n in names):
+                continue
+            weights = _random_linear(*expected[names[0]].shape)
+            for n in names:
+                merged[n] = weights[n.rsplit(".", 1)[1]]
+                report["initialised"][n] = why
+
     missing = [k for k, spec in expected.items() if spec.required and k not in merged]
     if missing:
         hint = []
@@ -502,12 +584,14 @@ def assemble_official(sources: Sources, cfg: ForgeryTalkerConfig, *, allow_pickl
             hint.append("the EVA ViT comes from --eva-vit eva_vit_g.pth")
         if any(k.startswith("multi_label_classifier.") for k in missing):
             hint.append("the Face-ViT from --face-vit")
-        if any(k == "ln_vision.weight" for k in missing):
-            hint.append("ln_vision from --instructblip")
-        raise BenchmarkError("the official weights are incomplete: " + _name_keys("missing", missing)
-                             + (f" ({'; '.join(hint)})" if hint else ""))
+        frozen_in_pretrain = [k for k in ("ln_vision.weight", "query_tokens") if k in missing]
+        if frozen_in_pretrain:
+            hint.append(f"{' and '.join(k.split('.')[0] for k in frozen_in_pretrain)} from --instructblip "
+                        f"(instruct_blip_flanxl_trimmed.pth; a {stage}-stage checkpoint lacks them)")
+        raise BenchmarkError(f"the official weights are incomplete ({stage}-stage checkpoint): "
+                             + _name_keys("missing", missing) + (f" ({'; '.join(hint)})" if hint else ""))
     wrong = [f"{k} {tuple(v.shape)} != {expected[k].shape}" for k, v in merged.items()
-             if tuple(v.shape) != expected[k].shape]
+             if k in expected and tuple(v.shape) != expected[k].shape]
     if wrong:
         raise BenchmarkError(f"{len(wrong)} official tensor(s) have other shapes than the config: "
                              + "; ".join(wrong[:6]) + (f" (+{len(wrong) - 6} more)" if len(wrong) > 6 else ""))
@@ -533,6 +617,10 @@ def to_implementation(official: dict[str, torch.Tensor], cfg: ForgeryTalkerConfi
         counts["mapped"] += 1
         bias = re.fullmatch(r"visual_encoder\.blocks\.(\d+)\.attn\.[qv]_bias", name)
         state[new] = _merge_qkv_bias(official, bias.group(1)) if bias else tensor
+    positions = "qformer.embeddings.position_ids"
+    if positions not in state:  # always saved by LAVIS; rebuilt (arange) only for a file without it
+        n = cfg.qformer.max_position_embeddings
+        state[positions] = torch.arange(n).view(1, n)
     lm = "language_model."
     for tied in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"):
         state.setdefault(lm + tied, state[lm + "shared.weight"])

@@ -24,6 +24,10 @@ differences from the released code, all deliberate and documented:
 - the segmentation and gate losses use the logits/probabilities once (`official_double_sigmoid`
   reproduces the released code, which applies `BCEWithLogits` to already-sigmoid outputs);
 - the Q-Former's attention mask uses -inf instead of -10000 for padding (identical after softmax).
+What the release does and transformers no longer does by default is reproduced: beam search scored
+as in transformers 4.33.2 (`decoding.py`) and, when a policy is set, the release's per-part
+precision (`precision.py`). `tests/test_forgerytalker_official.py` checks all of it against outputs
+of the official code.
 """
 
 from __future__ import annotations
@@ -38,9 +42,11 @@ from torch import nn
 from baselines.forgerytalker.config import ForgeryTalkerConfig
 from baselines.forgerytalker.gating import TagGate, build_prompt, gate_loss, kept_labels, label_string
 from baselines.forgerytalker.mask_decoder import LabelMaskHead
+from baselines.forgerytalker.precision import PrecisionPolicy, region
 from baselines.forgerytalker.prompter import FaceViTPrompter
 from baselines.forgerytalker.tokenization import Tokenizers, truncation_side
 
+_RELEASE_BEAM_KEYS = ("num_beams", "max_new_tokens", "min_length", "repetition_penalty", "length_penalty", "do_sample")
 SEG_POS_WEIGHT = 2.0   # official BCEWithLogitsLoss(pos_weight=2)
 GATE_LOSS_WEIGHT = 0.5  # official finetune loss: lm + seg + 0.5 * gate
 
@@ -82,6 +88,10 @@ class ForgeryTalker(nn.Module):
         q = config.qformer
         self.query_tokens = nn.Parameter(torch.randn(1, q.num_query_tokens, q.hidden_size) * 0.02)
         self.qformer = InstructBlipQFormerModel(config.hf_qformer())
+        # LAVIS's Q-Former saves its position_ids buffer (transformers' does not): keep it in the
+        # state dict, so a converted checkpoint carries the released tensor instead of a rebuilt one
+        embeddings = self.qformer.embeddings
+        embeddings.register_buffer("position_ids", embeddings.position_ids, persistent=True)
         self.language_projection = nn.Linear(q.hidden_size, config.language.d_model)
         self.language_model = T5ForConditionalGeneration(config.hf_t5())
         lm = self.language_model
@@ -95,6 +105,29 @@ class ForgeryTalker(nn.Module):
         self.register_buffer("image_mean", torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False)
         self.tokenizers = tokenizers
+        self.precision: PrecisionPolicy | None = None  # None: follow the caller's autocast (training)
+
+    # ------------------------------------------------------------------ precision
+    def set_precision(self, policy: PrecisionPolicy | None) -> "ForgeryTalker":
+        """Run each part in the dtype `policy` gives it (see `precision.py`): T5's weights are cast to
+        `policy.language_weights`, every other part's to fp32. Casting bf16 weights back to fp32 does
+        not restore the rounded-off digits."""
+        if policy is not None:
+            for name, child in self.named_children():
+                child.to(policy.language_weights if name == "language_model" else policy.other_weights)
+            for tensor in [*self.parameters(recurse=False), *self.buffers(recurse=False)]:  # query_tokens, mean/std
+                tensor.data = tensor.data.to(policy.other_weights)
+        self.precision = policy
+        return self
+
+    def _region(self, dtype: torch.dtype | None):
+        return region(self.precision, dtype, self.device)
+
+    def _vision_dtype(self) -> torch.dtype | None:
+        return self.precision.vision_autocast if self.precision else None
+
+    def _language_dtype(self) -> torch.dtype | None:
+        return self.precision.language_autocast if self.precision else None
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -111,14 +144,17 @@ class ForgeryTalker(nn.Module):
         return (images.float() - self.image_mean) / self.image_std
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Image tokens after `ln_vision`: (B, 1 + N, W), [CLS] first."""
-        return self.vision_model(pixel_values=pixel_values).last_hidden_state
+        """Image tokens after `ln_vision`: (B, 1 + N, W), [CLS] first (fp32 under a policy, as the
+        release's residual stream and ln_vision leave them)."""
+        with self._region(self._vision_dtype()):
+            embeds = self.vision_model(pixel_values=pixel_values).last_hidden_state
+        return embeds.float() if self.precision else embeds
 
     # ------------------------------------------------------------------ the prompter's decision
     def context(self, pixel_values: torch.Tensor, image_embeds: torch.Tensor,
                 labels: Sequence[Sequence[str]] | None = None) -> Context:
         """Predict the labels (unless given), gate them, and build the instruction and label string."""
-        with torch.no_grad():
+        with torch.no_grad(), self._region(None):
             probs = self.prompter.probabilities(pixel_values)
         names = self.config.labels
         if labels is None:
@@ -140,8 +176,9 @@ class ForgeryTalker(nn.Module):
         # the official code pads each image's labels to that image's longest label and averages over it
         per_image = torch.zeros(len(ctx.labels), dtype=lengths.dtype, device=self.device)
         per_image = per_image.scatter_reduce(0, owner, lengths, reduce="amax")
-        states = self.tag_encoder(**enc).last_hidden_state
-        ctx.gates = self.tag_gate(states, per_image[owner], ctx.image_embeds, owner)
+        with self._region(None):
+            states = self.tag_encoder(**enc).last_hidden_state
+            ctx.gates = self.tag_gate(states, per_image[owner], ctx.image_embeds, owner)
         ctx.gate_owner = owner
         index = {n: i for i, n in enumerate(self.config.labels)}
         ctx.gate_label = torch.tensor([index[name] for _, name in flat], device=self.device)
@@ -157,7 +194,8 @@ class ForgeryTalker(nn.Module):
 
     def mask_logits(self, image_embeds: torch.Tensor, label_strings: Sequence[str]) -> torch.Tensor:
         """Mask logits (B, s, s) at the decoder's own size `config.mask.output_size`."""
-        return self.mask_head(self.label_embeddings(label_strings), image_embeds)
+        with self._region(None):
+            return self.mask_head(self.label_embeddings(label_strings), image_embeds)
 
     def mask_probabilities(self, image_embeds: torch.Tensor, label_strings: Sequence[str]) -> torch.Tensor:
         """Sigmoid masks (B, S, S) at the image size (logits upsampled bilinearly if drawn smaller,
@@ -180,11 +218,12 @@ class ForgeryTalker(nn.Module):
         n_q = queries.shape[1]
         attention = torch.cat([torch.ones(b, n_q, dtype=text["attention_mask"].dtype, device=self.device),
                                text["attention_mask"]], dim=1)
-        out = self.qformer(input_ids=text["input_ids"], attention_mask=attention, query_embeds=queries,
-                           encoder_hidden_states=image_embeds,
-                           encoder_attention_mask=torch.ones(image_embeds.shape[:2], dtype=torch.long,
-                                                             device=self.device)).last_hidden_state
-        return self.language_projection(out[:, :n_q, :])
+        with self._region(None):
+            out = self.qformer(input_ids=text["input_ids"], attention_mask=attention, query_embeds=queries,
+                               encoder_hidden_states=image_embeds,
+                               encoder_attention_mask=torch.ones(image_embeds.shape[:2], dtype=torch.long,
+                                                                 device=self.device)).last_hidden_state
+            return self.language_projection(out[:, :n_q, :])
 
     def encoder_inputs(self, prompts: Sequence[str], query_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[projected queries; instruction token embeddings] and its attention mask."""
@@ -193,7 +232,9 @@ class ForgeryTalker(nn.Module):
             enc = tok(list(prompts), padding="longest", truncation=True, max_length=self.config.language.max_txt_len,
                       return_tensors="pt").to(self.device)
         text = self.language_model.get_input_embeddings()(enc["input_ids"])
-        embeds = torch.cat([query_embeds.to(text.dtype), text], dim=1)
+        # as torch.cat in the release: fp32 queries + bf16 token embeddings -> fp32 (no rounding of the queries)
+        dtype = torch.promote_types(query_embeds.dtype, text.dtype) if self.precision else text.dtype
+        embeds = torch.cat([query_embeds.to(dtype), text.to(dtype)], dim=1)
         attention = torch.cat([torch.ones(query_embeds.shape[:2], dtype=enc["attention_mask"].dtype,
                                           device=self.device), enc["attention_mask"]], dim=1)
         return embeds, attention
@@ -233,13 +274,41 @@ class ForgeryTalker(nn.Module):
             out = tok(list(captions), padding="longest", truncation=True,
                       max_length=self.config.language.max_output_txt_len, return_tensors="pt").to(self.device)
         targets = out["input_ids"].masked_fill(out["input_ids"] == tok.pad_token_id, -100)
-        lm = self.language_model(inputs_embeds=embeds, attention_mask=attention,
-                                 decoder_attention_mask=out["attention_mask"], labels=targets)
+        with self._region(self._language_dtype()):
+            lm = self.language_model(inputs_embeds=embeds, attention_mask=attention,
+                                     decoder_attention_mask=out["attention_mask"], labels=targets)
         losses["lm_loss"] = lm.loss.float()
         losses["loss"] = total + losses["lm_loss"]
         return losses
 
     # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def generate_ids(self, embeds: torch.Tensor, attention: torch.Tensor, **overrides: Any) -> torch.Tensor:
+        """Token ids from the T5 encoder input: beam search with the release's scoring
+        (`config.generation.beam_scoring == "release"`, see `decoding.py`) unless sampling or
+        `beam_scoring="installed"` asks for the installed transformers' `generate`."""
+        g = self.config.generation
+        kwargs: dict[str, Any] = dict(num_beams=g.num_beams, max_new_tokens=g.max_new_tokens, min_length=g.min_length,
+                                      repetition_penalty=g.repetition_penalty, length_penalty=g.length_penalty,
+                                      do_sample=False)
+        scoring = overrides.pop("beam_scoring", g.beam_scoring)
+        if scoring not in ("release", "installed"):
+            raise ValueError(f"beam_scoring {scoring!r}: expected 'release' or 'installed'")
+        kwargs.update(overrides)
+        if scoring == "release" and kwargs["num_beams"] > 1 and not kwargs["do_sample"]:
+            from baselines.forgerytalker.decoding import release_beam_search
+
+            other = sorted(set(kwargs) - set(_RELEASE_BEAM_KEYS))
+            if other:
+                raise ValueError(f"decoding option(s) {', '.join(other)} need beam_scoring='installed' "
+                                 f"(the release's beam scoring takes {', '.join(_RELEASE_BEAM_KEYS)})")
+
+            with self._region(self._language_dtype()):
+                return release_beam_search(self.language_model, inputs_embeds=embeds, attention_mask=attention,
+                                           **{k: kwargs[k] for k in _RELEASE_BEAM_KEYS if k != "do_sample"})
+        with self._region(self._language_dtype()):
+            return self.language_model.generate(inputs_embeds=embeds, attention_mask=attention, **kwargs)
+
     @torch.no_grad()
     def generate(self, pixel_values: torch.Tensor, *, return_masks: bool = True,
                  labels: Sequence[Sequence[str]] | None = None, **overrides: Any) -> Prediction:
@@ -256,13 +325,8 @@ class ForgeryTalker(nn.Module):
         else:
             masks = torch.empty(0)
         embeds, attention = self.encoder_inputs(ctx.prompts, self.query_outputs(ctx.prompts, image_embeds))
-        g = self.config.generation
-        kwargs: dict[str, Any] = dict(num_beams=g.num_beams, max_new_tokens=g.max_new_tokens, min_length=g.min_length,
-                                      repetition_penalty=g.repetition_penalty, length_penalty=g.length_penalty,
-                                      do_sample=False)
-        kwargs.update(overrides)
-        ids = self.language_model.generate(inputs_embeds=embeds, attention_mask=attention, **kwargs)
-        captions = [c.strip() for c in self._tok().t5.batch_decode(ids, skip_special_tokens=True)]
+        ids = self.generate_ids(embeds, attention, **overrides)
+        captions = self._tok().t5.batch_decode(ids, skip_special_tokens=True)  # as released: not stripped
         gates: list[dict[str, float]] = [{} for _ in ctx.labels]
         if ctx.gates is not None:
             for g_val, b, li in zip(ctx.gates.float().tolist(), ctx.gate_owner.tolist(), ctx.gate_label.tolist()):

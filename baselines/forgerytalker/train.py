@@ -46,15 +46,16 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from baselines.forgerytalker.build import load_checkpoint, resolve_device, save_checkpoint
-from baselines.forgerytalker.config import ForgeryTalkerConfig
+from baselines.forgerytalker.config import RESIZE_FILTER, ForgeryTalkerConfig
 from baselines.forgerytalker.model import ForgeryTalker, count_parameters
 from baselines.forgerytalker.tokenization import Tokenizers, build_tiny_tokenizers
 from benchmark.errors import BenchmarkError
+from benchmark.harness.dataset import RESIZE_FILTERS
 
 
 # ---------------------------------------------------------------------- data
 class MMTTTrainSet(Dataset):
-    """Images (uint8, resized bilinearly to `size`, as the harness does), truth masks (uint8 0/1,
+    """Images (uint8, resized to `size` with the model's filter, as the harness does), truth masks (uint8 0/1,
     nearest), multilabel vectors and explanations of one split. `preload` decodes everything once
     (small splits); otherwise items are decoded on the fly (use DataLoader workers)."""
 
@@ -79,7 +80,7 @@ class MMTTTrainSet(Dataset):
 
         from benchmark.data.imageio import load_image, load_mask
 
-        img = load_image(self.image_files[i], self.ids[i]).resize((self.size, self.size), Image.BILINEAR)
+        img = load_image(self.image_files[i], self.ids[i]).resize((self.size, self.size), RESIZE_FILTERS[RESIZE_FILTER])
         mask = load_mask(self.mask_files[i], self.ids[i])
         mask = Image.fromarray(mask.astype(np.uint8) * 255).resize((self.size, self.size), Image.NEAREST)
         return (torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1),

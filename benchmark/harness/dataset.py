@@ -1,6 +1,7 @@
 """Read a split's images in worker processes and batch them for a model.
 
-Images are decoded and resized on the CPU workers (PIL, bilinear) and travel to the main process
+Images are decoded and resized on the CPU workers (PIL; bilinear unless the model declares
+another `resize_filter`, e.g. ForgeryTalker's bicubic as in its official pipeline) and travel to the main process
 as uint8 tensors — a quarter of the bytes of float — to be turned into floats on the device. A
 file that cannot be read is never replaced by a blank image: the item carries its error, and the
 run loop decides (a located error, or a recorded skip with `--skip-unreadable`).
@@ -19,6 +20,20 @@ from torch.utils.data import DataLoader, Dataset
 
 from benchmark.data.imageio import load_image
 
+# The PIL filters a model may ask for with its optional `resize_filter` attribute.
+RESIZE_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST,
+                  "lanczos": Image.LANCZOS}
+DEFAULT_RESIZE_FILTER = "bilinear"
+
+
+def resize_filter_of(model: Any) -> str:
+    """The resize filter a model declared (`resize_filter`), or bilinear."""
+    name = getattr(model, "resize_filter", DEFAULT_RESIZE_FILTER)
+    if name not in RESIZE_FILTERS:
+        raise ValueError(f"model {getattr(model, 'name', model)!r}: unknown resize_filter {name!r} "
+                         f"(known: {', '.join(RESIZE_FILTERS)})")
+    return name
+
 
 @dataclass(frozen=True)
 class Item:
@@ -29,7 +44,8 @@ class Item:
     path: Path
 
 
-def read_resized(path: Path, size: int, image_id: str | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+def read_resized(path: Path, size: int, image_id: str | None = None,
+                 resize_filter: str = DEFAULT_RESIZE_FILTER) -> tuple[np.ndarray, tuple[int, int]]:
     """The RGB image at `path` as a (size, size, 3) uint8 array, and its original (height, width).
 
     An image already at `size` is returned untouched (no resampling), so forensic models see the
@@ -38,16 +54,17 @@ def read_resized(path: Path, size: int, image_id: str | None = None) -> tuple[np
     img = load_image(path, image_id)
     original = (img.height, img.width)
     if img.size != (size, size):
-        img = img.resize((size, size), Image.BILINEAR)
+        img = img.resize((size, size), RESIZE_FILTERS[resize_filter])
     return np.asarray(img, dtype=np.uint8), original
 
 
 class SplitImages(Dataset):
     """Items of a split as uint8 (3, S, S) tensors, or the reason they could not be read."""
 
-    def __init__(self, items: Sequence[Item], image_size: int) -> None:
+    def __init__(self, items: Sequence[Item], image_size: int, resize_filter: str = DEFAULT_RESIZE_FILTER) -> None:
         self.items = list(items)
         self.image_size = int(image_size)
+        self.resize_filter = resize_filter
 
     def __len__(self) -> int:
         return len(self.items)
@@ -55,7 +72,7 @@ class SplitImages(Dataset):
     def __getitem__(self, position: int) -> dict[str, Any]:
         item = self.items[position]
         try:
-            array, size = read_resized(item.path, self.image_size, item.image_id)
+            array, size = read_resized(item.path, self.image_size, item.image_id, self.resize_filter)
         except Exception as exc:  # a broken file must not kill the worker: it is reported by the loop
             msg = str(exc)
             if not msg.startswith("image_id"):

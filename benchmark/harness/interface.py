@@ -19,7 +19,7 @@ Needs = Literal["nothing", "training", "checkpoint"]
 class Batch:
     """Images as the model asked for them (`Model.image_size`), plus what identifies them.
 
-    `images`: float tensor (B, 3, S, S) in [0, 1] (RGB, resized with bilinear filtering), on the
+    `images`: float tensor (B, 3, S, S) in [0, 1] (RGB, resized with the model's `resize_filter`, bilinear by default), on the
     harness's device. `sizes`: each original (height, width). `paths`: each image's file.
     """
 
@@ -47,6 +47,7 @@ class Model(Protocol):
     """A forgery localizer and/or explainer, ready for inference.
 
     Optional attributes the harness reads when present: `batch_size` (its default batch),
+    `resize_filter` (the PIL filter its inputs are resized with: bilinear unless it says otherwise),
     `checkpoint` and `checkpoint_id` (the folder it was loaded from and a hash of it: part of a
     run's identity, so a run is never resumed with a retrained model).
     """

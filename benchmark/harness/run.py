@@ -27,7 +27,7 @@ from benchmark import __version__
 from benchmark.data.split import Split
 from benchmark.errors import BenchmarkError
 from benchmark.harness import shard as sharding
-from benchmark.harness.dataset import Item, SplitImages, make_loader, to_device
+from benchmark.harness.dataset import Item, SplitImages, make_loader, resize_filter_of, to_device
 from benchmark.harness.interface import Batch, Model, Output
 from benchmark.harness.writer import (
     CONFIG, OWNED, PARTIAL, RUN_LOG, StreamWriter, finalize, journal_path, journaled_batches, repair_journal,
@@ -202,7 +202,7 @@ def run_model(model: Model, split: Split, out: Path | str, options: RunOptions,
     mine = [j for j in range(len(grid)) if shard.owns(j) and j not in done]
 
     items = [Item(i, rec.image_id, split.image_files[rec.image_id]) for i, rec in enumerate(split.records)]
-    dataset = SplitImages(items, int(model.image_size))
+    dataset = SplitImages(items, int(model.image_size), resize_filter_of(model))
     loader = make_loader(dataset, [grid[j] for j in mine], workers=workers, pin_memory=device.type == "cuda")
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext())
     kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
