@@ -293,7 +293,7 @@ def score_captions(
     metrics["cider"] = float(np.mean(cider))
     per_image = {"cider": cider, "rouge_l": rouge}
     if meteor:
-        total, segments = meteor_score([reference.refs[i] for i in img], hyps, cancel=inputs.cancel)
+        total, segments = meteor_score([reference.refs[i] for i in img], hyps)
         metrics["meteor"] = total
         per_image["meteor"] = segments
     return TextScores(ids=ids, metrics=metrics, per_image=per_image, bleu_stats=stats, tokenized=hyps)
