@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -151,11 +153,24 @@ def run_demo(args: argparse.Namespace) -> int:
     _cli("leaderboard", "--db", str(db), "--split", "test")
     print(f"\nmini-MMTT demo done in {time.perf_counter() - start:.0f} s. The numbers are from the embedded "
           "data and small models, not MMTT.")
+    api = f"http://127.0.0.1:{args.port + 1}"
     if args.no_serve:
-        print(f"serve the board with:  mmtt board --db {db} --data {data}")
+        print(f"serve the submission API and the board with:  mmtt serve --db {db} --data {data} "
+              f"--port {args.port + 1} &  mmtt board --db {db} --data {data} --api {api}")
         return 0
-    print("serving the board (Ctrl-C to stop) ...", flush=True)
-    _cli("board", "--db", str(db), "--data", str(data), "--port", str(args.port))
+    # the Submit page posts through the submission API (embedded queue, one local worker)
+    server = subprocess.Popen([sys.executable, "-m", "benchmark", "serve", "--db", str(db), "--data", str(data),
+                               "--port", str(args.port + 1)])
+    print(f"serving the submission API on {api} and the board (Ctrl-C to stop) ...", flush=True)
+    try:
+        _cli("board", "--db", str(db), "--data", str(data), "--port", str(args.port), "--api", api)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
     return 0
 
 
