@@ -164,11 +164,23 @@ def register(scorer: Scorer) -> Scorer:
 
 
 def _load() -> None:
+    """Import the built-in metric modules, then fix the report order: the order of `BUILTIN` (and
+    registration order within a module, and for metrics registered from elsewhere), whatever
+    module happened to be imported first."""
     global _loaded
     if not _loaded:
         _loaded = True
         for module in BUILTIN:
             importlib.import_module(module)
+        rank = {name: k for k, name in enumerate(BUILTIN)}
+        position = {name: k for k, name in enumerate(_SCORERS)}
+        order = sorted(_SCORERS, key=lambda n: (rank.get(type(_SCORERS[n]).__module__, len(BUILTIN)), position[n]))
+        scorers_in_order = {n: _SCORERS[n] for n in order}
+        metrics_in_order = {m.key: _METRICS[m.key] for n in order for m in scorers_in_order[n].metrics}
+        _SCORERS.clear()
+        _SCORERS.update(scorers_in_order)
+        _METRICS.clear()
+        _METRICS.update(metrics_in_order)
 
 
 def scorers() -> dict[str, Scorer]:
