@@ -20,6 +20,7 @@ from benchmark.data.split import available_splits
 from benchmark.errors import BenchmarkError
 
 SPLITS = ("eval", "test")
+ROBUST_SPLIT = "test"   # its robustness variants (downscale, blur, both) are run and submitted too
 # shorter training than the models' defaults, to keep the demo within minutes on 2 CPU cores
 DEMO_EPOCHS = {"segformer": 2}
 
@@ -116,7 +117,16 @@ def run_demo(args: argparse.Namespace) -> int:
         run_jobs(jobs, slots=slots, env=env)
     _done(t0)
 
-    t0 = _step(f"3/5 running every model through the harness on eval and test ({slots} at a time)")
+    t0 = _step(f"3/5 running every model through the harness on eval, test and test's robustness variants "
+               f"({slots} at a time)")
+    from benchmark.data.robust import VARIANTS, make_variants, missing_variants, variant_split_name
+
+    missing = missing_variants(data, ROBUST_SPLIT)
+    if missing:
+        t1 = time.perf_counter()
+        make_variants(data, ROBUST_SPLIT, missing)
+        print(f"   wrote the {', '.join(missing)} variant(s) of {ROBUST_SPLIT} ({time.perf_counter() - t1:.1f} s)")
+    variant_splits = [variant_split_name(ROBUST_SPLIT, v) for v in VARIANTS]
     for e in entries:
         if e.needs == "checkpoint":
             print(f"   {e.name:<20} not run: needs pretrained weights (`mmtt run {e.name} --checkpoint DIR`), "
@@ -125,7 +135,7 @@ def run_demo(args: argparse.Namespace) -> int:
     runs: list[tuple[str, str, Path]] = []
     jobs = []
     for e in sorted(runnable, key=lambda e: -RUN_COST.get(e.name, 0)):
-        for split in SPLITS:
+        for split in (*SPLITS, *variant_splits):   # the layout of `mmtt run --robust`: runs/MODEL/test_blur
             out = workdir / "runs" / e.name / split
             extra = ["--checkpoint", str(ckpts / e.name)] if e.needs == "training" else []
             jobs.append(Job(f"{e.name} {split}", ["run", e.name, "--data", str(data), "--split", split,
@@ -138,16 +148,24 @@ def run_demo(args: argparse.Namespace) -> int:
 
     t0 = _step(f"4/5 submitting each run to the board {db}")
     for split in SPLITS:
-        _cli("split", "add", "--data", str(data), "--split", split, "--db", str(db), "--update", capture=True)
-    jobs = [Job(f"{name} {split}", ["submit", str(out), "--data", str(data), "--split", split, "--db", str(db),
-                                    "--name", name, "--baseline", "--json"],
-                logs / f"submit-{name}-{split}.log", on_done=_submitted)
-            for name, split, out in sorted(runs, key=lambda r: -RUN_COST.get(r[0], 0))]
+        robust = ["--robust", "--quiet"] if split == ROBUST_SPLIT else []
+        _cli("split", "add", "--data", str(data), "--split", split, "--db", str(db), "--update", *robust, capture=True)
+    jobs = []
+    for name, split, out in sorted(runs, key=lambda r: -RUN_COST.get(r[0], 0)):
+        base, variant = (ROBUST_SPLIT, split.rsplit("_", 1)[1]) if split in variant_splits else (split, None)
+        # a variant run is linked to the entry's clean submission: it goes in after that one
+        extra = ["--variant", variant, *VARIANT_SUBMIT] if variant else []
+        jobs.append(Job(f"{name} {split}", ["submit", str(out), "--data", str(data), "--split", base, "--db", str(db),
+                                            "--name", name, "--baseline", "--json", *extra],
+                        logs / f"submit-{name}-{split}.log", on_done=_submitted,
+                        after=(f"{name} {ROBUST_SPLIT}",) if variant else ()))
     run_jobs(jobs, slots=slots, env=env)
     _done(t0)
 
-    _step("5/5 the leaderboard (test split)")
+    _step("5/5 the leaderboard (test split) and its robustness table")
     _cli("leaderboard", "--db", str(db), "--split", "test")
+    print()
+    _cli("leaderboard", "--db", str(db), "--split", ROBUST_SPLIT, "--robust", "--metrics", "iou,cider")
     print(f"\nmini-MMTT demo done in {time.perf_counter() - start:.0f} s. The numbers are from the embedded "
           "data and small models, not MMTT.")
     if args.no_serve:
@@ -157,6 +175,9 @@ def run_demo(args: argparse.Namespace) -> int:
     _cli("board", "--db", str(db), "--data", str(data), "--port", str(args.port))
     return 0
 
+
+# scoring options of the variant submissions (the clean ones use the defaults)
+VARIANT_SUBMIT: tuple[str, ...] = ()
 
 # rough seconds on one core at the default size: the scheduler starts the long jobs first
 TRAIN_COST = {"forgerytalker-tiny": 280, "unet": 200, "segformer": 170, "retrieval": 90}
@@ -180,7 +201,7 @@ def _ran(job, seconds: float) -> None:
     how = ("reusing the finished run" if log.get("already_complete")
            else f"{log.get('computed_items', 0)} images, {log.get('images_per_s') or 0:.1f}/s")
     name, split = job.name.rsplit(" ", 1)
-    print(f"   {name:<20} {split:<5} {seconds:6.1f} s  {how}", flush=True)
+    print(f"   {name:<20} {split:<14} {seconds:6.1f} s  {how}", flush=True)
 
 
 def _submitted(job, seconds: float) -> None:
@@ -190,4 +211,4 @@ def _submitted(job, seconds: float) -> None:
     if result.get("duplicate"):
         shown += "  (unchanged: these files are already scored)"
     name, split = job.name.rsplit(" ", 1)
-    print(f"   {name:<20} {split:<5} {seconds:6.1f} s  {shown}", flush=True)
+    print(f"   {name:<20} {split:<14} {seconds:6.1f} s  {shown}", flush=True)

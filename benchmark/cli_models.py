@@ -96,7 +96,42 @@ def _torchrun(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env=env)
 
 
+def robust_runs(data: Path, split: str, out: Path, *, progress: bool = False) -> list[tuple[str, Path]]:
+    """(split, output folder) of a `--robust` run: the clean split into `out`, then each variant
+    `<split>_<variant>` into the sibling folder `<out>_<variant>` (a submission of its own, submitted
+    with `mmtt submit <out>_<variant> --split <split> --variant <variant>`). Variants missing from
+    `data` are created first (`mmtt data robust`)."""
+    from benchmark.data.robust import VARIANTS, make_variants, missing_variants, parse_split_name, variant_split_name
+
+    if parse_split_name(split)[1]:
+        raise BenchmarkError(f"--split {split} --robust: give the clean split (e.g. test); its variants follow")
+    missing = missing_variants(data, split)
+    if missing:
+        make_variants(data, split, missing, progress=progress)
+    return [(split, out)] + [(variant_split_name(split, v), out.with_name(f"{out.name}_{v}")) for v in VARIANTS]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.robust:
+        runs = robust_runs(Path(args.data), args.split, Path(args.out), progress=not args.quiet)
+        logs = {}
+        for split, out in runs:
+            one = argparse.Namespace(**{**vars(args), "split": split, "out": str(out), "robust": False,
+                                        "json": False})
+            if args.json:
+                import contextlib
+                import io
+
+                with contextlib.redirect_stdout(io.StringIO()):
+                    code = cmd_run(one)
+                logs[split] = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
+            else:
+                code = cmd_run(one)
+            if code:
+                return code
+        if args.json:
+            _print_json({"runs": [{"split": split, "out": str(out)} for split, out in runs], "logs": logs})
+        return 0
     if args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return _torchrun(args)
     from benchmark.data.split import load_split
@@ -191,6 +226,9 @@ def add_parsers(sub: argparse._SubParsersAction, data_sub: argparse._SubParsersA
                    help="record unreadable images in run.json and go on (default: stop with a located error)")
     p.add_argument("--overwrite", action="store_true", help="discard what --out holds and start afresh")
     p.add_argument("--nproc", type=int, default=1, help="processes on this machine: >1 re-launches under torchrun")
+    p.add_argument("--robust", action="store_true",
+                   help="also run the split's robustness variants (downscale, blur, both; created in --data if "
+                        "missing), each into its own submission folder OUT_downscale, OUT_blur, OUT_both")
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="model build option (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the run log as JSON")

@@ -48,7 +48,8 @@ def safe_filename(name: str) -> str | None:
 
 
 def handle_upload(cfg: AppConfig, *, token: str, name: str, split: str, filename: str, payload: bytes,
-                  allow_missing: bool = False, scorer: Callable | None = None) -> IntakeResult:
+                  allow_missing: bool = False, variant: str | None = None,
+                  scorer: Callable | None = None) -> IntakeResult:
     """Check, then submit an uploaded archive; never raises for a user's mistake."""
     from benchmark.store.submission import SubmitRequest, submit
 
@@ -74,7 +75,8 @@ def handle_upload(cfg: AppConfig, *, token: str, name: str, split: str, filename
     with tempfile.TemporaryDirectory(prefix="mmtt-upload-") as tmp:
         path = Path(tmp) / safe
         path.write_bytes(payload)
-        request = SubmitRequest(path=path, data=cfg.data, name=name, split=split, team=record.team,
+        request = SubmitRequest(path=path, data=cfg.data, name=name, split=split, variant=variant or None,
+                                team=record.team,
                                 allow_missing=allow_missing, meteor=cfg.meteor, n_boot=cfg.n_boot,
                                 max_upload_mb=cap)
         try:

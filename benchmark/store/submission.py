@@ -29,6 +29,7 @@ from typing import Any, Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from benchmark.data.robust import VARIANTS, normalize_variants, parse_split_name, variant_split_name
 from benchmark.data.split import Split as DataSplit
 from benchmark.data.split import load_split
 from benchmark.errors import BenchmarkError
@@ -70,6 +71,7 @@ class SubmitRequest:
     data: Path
     name: str
     split: str = "test"
+    variant: str | None = None   # a robustness variant of `split` (downscale | blur | both)
     team: str | None = None
     baseline: bool = False
     private: bool = False
@@ -82,6 +84,11 @@ class SubmitRequest:
     max_upload_mb: float | None = None
     cache_dir: Path | None = None
     progress: bool = False
+
+    @property
+    def target_split(self) -> str:
+        """The board split the submission goes to: `split`, or its variant (`test` + `blur` -> `test_blur`)."""
+        return variant_target(self.split, self.variant)[0]
 
     def options_json(self) -> str:
         """The scoring options other than protocol: kept so a re-score repeats them exactly."""
@@ -165,6 +172,34 @@ def _check_name(kind: str, value: str) -> str:
     return value
 
 
+def variant_target(split: str, variant: str | None) -> tuple[str, str | None, str]:
+    """(target split, variant, base split) of a request: `--split test --variant blur` and
+    `--split test_blur` both name the variant `blur` of base split `test`."""
+    base, named = parse_split_name(split)
+    if variant:
+        if variant == "all" or len(normalize_variants([variant])) != 1:
+            raise StoreError(f"--variant {variant}: one of {', '.join(VARIANTS)}")
+        variant = normalize_variants([variant])[0]
+        if named is not None and named != variant:
+            raise StoreError(f"--split {split} is already the '{named}' variant; --variant {variant} contradicts it")
+        if named is None:
+            base = split
+    else:
+        variant = named
+    return (variant_split_name(base, variant) if variant else split), variant, base
+
+
+def _check_manifest_split(manifest: Manifest, target: str, path: Path) -> None:
+    """A manifest that names its split must name the target: predictions made on degraded images
+    never land on the clean board, nor clean ones on a variant (whatever the protocol)."""
+    if manifest.split and manifest.split != target:
+        made_variant = parse_split_name(manifest.split)[1]
+        hint = (f"submit it with --variant {made_variant}" if made_variant and not parse_split_name(target)[1]
+                else "submit it to the split it was made for")
+        raise StoreError(f"{path}: manifest.json says the predictions were made for split '{manifest.split}', "
+                         f"not '{target}'; {hint}")
+
+
 def default_scorer(path: Path, split: DataSplit, request: SubmitRequest):
     from benchmark.scoring.score import ScoreOptions, score_submission
 
@@ -180,6 +215,10 @@ def submit(board: Board, request: SubmitRequest, *, scorer: Callable | None = No
     state = _State(entry_name=(request.name or "").strip(), team_name=(request.team or "").strip(),
                    split_name=request.split, source_name=Path(request.path).name[:500], request=request)
     try:
+        state.split_name = request.target_split
+    except BenchmarkError:
+        pass   # reported (and recorded) by _submit
+    try:
         return _submit(board, request, scorer or default_scorer, state)
     except BaseException as exc:
         _record_failure(board, state, exc)
@@ -188,6 +227,7 @@ def submit(board: Board, request: SubmitRequest, *, scorer: Callable | None = No
 
 def _submit(board: Board, request: SubmitRequest, scorer: Callable, state: _State) -> SubmitOutcome:
     path = Path(request.path)
+    target, variant, base = variant_target(request.split, request.variant)
     _check_name("entry", request.name)
     if not path.exists():
         raise StoreError(f"{path}: submission not found")
@@ -205,6 +245,7 @@ def _submit(board: Board, request: SubmitRequest, scorer: Callable, state: _Stat
         manifest = read_manifest(sub, required=True)
         assert manifest is not None
         state.team_name = _check_name("team", request.team or manifest.team)
+        _check_manifest_split(manifest, target, path)
         tree = board.files.put_tree(sub.root)
         state.files_hash = tree.hash
         checkpoint("stored")
@@ -214,14 +255,14 @@ def _submit(board: Board, request: SubmitRequest, scorer: Callable, state: _Stat
         state.submission_id = reservation
         checkpoint("reserved")
         board.db.write(lambda s: _set_status(s, reservation, "validating"), "updating the status")
-        split = load_split(request.data, request.split)
+        split = load_split(request.data, target)
         fingerprint = split.fingerprint
         board.db.write(lambda s: _set_status(s, reservation, "scoring", state, fingerprint), "updating the status")
         result = scorer(sub.root, split, request)   # validates every line and file, then scores
         checkpoint("scored")
         prepared = prepare(result)
-        return board.db.write(lambda s: _finalize(s, state, manifest, fingerprint, len(split), result, prepared),
-                              "storing the scores")
+        return board.db.write(lambda s: _finalize(s, state, manifest, fingerprint, len(split), result, prepared,
+                                                  variant, base), "storing the scores")
 
 
 def _match(state: _State):
@@ -230,6 +271,35 @@ def _match(state: _State):
             Submission.split_name == state.split_name, Submission.files_hash == state.files_hash,
             Submission.protocol == r.protocol, Submission.allow_missing.is_(r.allow_missing),
             Submission.options == r.options_json())
+
+
+def _variant_split(session: Session, name: str, base: str, variant: str) -> Split | None:
+    """The board's row of variant split `name` (None when not registered yet), checked to be the
+    `variant` of `base`; the base split must be on the board."""
+    base_row = session.scalar(select(Split).where(Split.name == base))
+    if base_row is None:
+        raise StoreError(f"split '{base}' is not on the board: register it and its variants with "
+                         f"`mmtt split add --split {base} --robust`, and submit the clean run first")
+    row = session.scalar(select(Split).where(Split.name == name))
+    if row is not None and (row.base_split_id != base_row.id or row.variant != variant):
+        raise StoreError(f"split '{name}' is on the board but not as the '{variant}' variant of '{base}'; "
+                         f"register it with `mmtt split add --split {base} --robust`")
+    return row
+
+
+def _clean_submission(session: Session, entry: Entry | None, entry_name: str, base: str, protocol: str) -> int:
+    """The id of the entry's current scored clean submission on `base` (what a variant links to)."""
+    found = None
+    if entry is not None:
+        found = session.scalar(
+            select(Evaluation.submission_id).join(Split, Evaluation.split_id == Split.id)
+            .join(Submission, Evaluation.submission_id == Submission.id)
+            .where(Evaluation.entry_id == entry.id, Split.name == base, Evaluation.protocol == protocol,
+                   Evaluation.current.is_(True), Submission.status == "scored"))
+    if found is None:
+        raise StoreError(f"entry '{entry_name}' has no scored {protocol} submission on split '{base}': a robustness "
+                         "variant is linked to the entry's clean submission by entry name; submit the clean run first")
+    return found
 
 
 def _board_split(session: Session, name: str, fingerprint: str, n_items: int | None = None) -> Split | None:
@@ -257,6 +327,12 @@ def _reserve(session: Session, state: _State, daily_limit: int) -> int | SubmitO
     entry = session.scalar(select(Entry).where(Entry.name == state.entry_name))
     if entry is not None and entry.team.name != state.team_name:
         raise StoreError(f"entry name '{state.entry_name}' belongs to team '{entry.team.name}'; choose another --name")
+    _, variant, base = variant_target(state.split_name, None)
+    if variant is not None:   # fail before any scoring when there is nothing to link to
+        _variant_split(session, state.split_name, base, variant)
+        _clean_submission(session, entry, state.entry_name, base, request.protocol)
+    elif split_row is not None and split_row.base_split_id is not None:
+        raise StoreError(f"split '{split_row.name}' is a robustness variant; submit with --variant")
     if entry is not None and split_row is not None:   # the same files, already the entry's up-to-date score
         current = session.scalar(
             select(Evaluation).join(Submission, Evaluation.submission_id == Submission.id)
@@ -305,11 +381,23 @@ def _authors(manifest: Manifest) -> list[str]:
 
 
 def _finalize(session: Session, state: _State, manifest: Manifest, fingerprint: str, n_items: int, result,
-              prepared) -> SubmitOutcome:
+              prepared, variant: str | None = None, base: str | None = None) -> SubmitOutcome:
     request = state.request
     row = session.get(Submission, state.submission_id)
     if row is None or row.status not in IN_PROGRESS or row.worker != worker_id():
         raise StoreError(f"submission #{state.submission_id} was taken over by another process")
+    clean_id = None
+    if variant is not None:   # checked again here: the clean one may have been withdrawn meanwhile
+        assert base is not None
+        existing = _variant_split(session, state.split_name, base, variant)
+        clean_id = _clean_submission(session, session.scalar(select(Entry).where(Entry.name == state.entry_name)),
+                                     state.entry_name, base, request.protocol)
+        if existing is None:
+            base_row = session.scalar(select(Split).where(Split.name == base))
+            assert base_row is not None
+            session.add(Split(name=state.split_name, fingerprint=fingerprint, n_items=n_items, hidden=base_row.hidden,
+                              base_split_id=base_row.id, variant=variant))
+            session.flush()
     split_row = _board_split(session, state.split_name, fingerprint, n_items)
     assert split_row is not None
     team = session.scalar(select(Team).where(Team.name == state.team_name))
@@ -344,6 +432,7 @@ def _finalize(session: Session, state: _State, manifest: Manifest, fingerprint: 
     row.entry_id, row.split_id, row.status, row.worker = entry.id, split_row.id, "scored", ""
     row.scored_at = utcnow()
     row.submission_hash = summary.get("submission_hash")
+    row.clean_submission_id = clean_id
     row.message = f"{len(warnings)} warning(s); first: {warnings[0]}"[:MAX_MESSAGE] if warnings else ""
     add_evaluation(session, submission=row, entry=entry, split=split_row, result=result, prepared=prepared)
     refresh_current(session, entry.id, split_row.id, summary["protocol"])

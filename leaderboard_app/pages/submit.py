@@ -36,8 +36,12 @@ except BenchmarkError as exc:
     st.stop()
 from benchmark.data.split import available_splits  # noqa: E402
 
+from benchmark.data.robust import VARIANTS, parse_split_name  # noqa: E402
+
 in_data = set(available_splits(cfg.data))
-names = [s["name"] for s in board_splits if s["name"] in in_data] or sorted(in_data)
+# clean splits only: a variant's predictions are submitted to its base split with the images picked below
+names = ([s["name"] for s in board_splits if s["name"] in in_data and not s.get("variant")]
+         or sorted(n for n in in_data if parse_split_name(n)[1] is None))
 if not names:
     st.warning("The data root given to this server holds no split file.")
     st.stop()
@@ -52,6 +56,11 @@ with st.form("submit_form", clear_on_submit=False):
     split = c_split.selectbox("Split", names, key="submit_split",
                               index=names.index("test") if "test" in names else 0,
                               format_func=lambda n: n + (" (hidden truth)" if n in hidden else ""))
+    variant = st.selectbox(
+        "Images", ("clean",) + VARIANTS, key="submit_variant",
+        help="clean: the split as released. downscale / blur / both: predictions on its robustness variant "
+             "(`mmtt run MODEL --robust`); linked by entry name to the entry's clean submission, which must "
+             "be on the board first.")
     allow_missing = st.checkbox("Score images without a prediction as empty (otherwise a missing image is an error)",
                                 key="submit_allow_missing")
     upload = st.file_uploader(f"Archive (at most {cap:g} MiB)", type=["zip", "gz", "tgz", "tar"],
@@ -64,7 +73,8 @@ if sent:
         st.stop()
     with st.spinner("Checking, validating and scoring… (a full test split takes a few minutes)"):
         result = handle_upload(cfg, token=token, name=name, split=split, filename=upload.name,
-                               payload=upload.getvalue(), allow_missing=allow_missing)
+                               payload=upload.getvalue(), allow_missing=allow_missing,
+                               variant=None if variant == "clean" else variant)
     if not result.ok:
         error(BenchmarkError(result.message, problems=result.problems))
         if result.written:
