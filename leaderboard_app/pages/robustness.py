@@ -91,7 +91,7 @@ if len(plot):
         y=y, x=alt.X("score:Q", title=f"{label(metric)} ×100", scale=alt.Scale(zero=False)), color=colour,
         shape=alt.Shape("condition:N", sort=["clean", *table.variants], legend=None),
         tooltip=["entry", "condition", alt.Tooltip("score:Q", format=".2f")])
-    st.altair_chart((span + dots).properties(height=max(160, 28 * len(order))), use_container_width=True)
+    st.altair_chart((span + dots).properties(height=max(160, 28 * len(order))), width="stretch")
 
 with st.expander("Every metric, variant and entry (numbers ×100)"):
     long = robust_long(table)
