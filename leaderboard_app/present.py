@@ -252,30 +252,45 @@ def fmt_pct(value: float | None, ci: Sequence[float | None] | None = None) -> st
 
 
 def robust_table(table: Any, metric: str) -> pd.DataFrame:
-    """One row per entry for `metric`: robustness rank, status, clean and degraded scores (x100),
-    absolute drop (x100) and relative drop (%) per variant with paired 95% CIs; "not evaluated"
-    where an entry has no run on a variant (never a zero)."""
+    """One row per entry for `metric`: robustness rank, status, mean relative drop, and the clean
+    (with its 95% CI) and degraded scores x100; "not evaluated" where an entry has no run on a
+    variant (never a zero)."""
     from benchmark.store.robust import NOT_EVALUATED
 
     out: list[dict[str, Any]] = []
     for row in table.rows:
-        item: dict[str, Any] = {"Robustness rank": row.rank, "Entry": row.entry,
-                                "Kind": "★ baseline" if row.baseline else "", "Status": row.status,
+        item: dict[str, Any] = {"Robustness rank": row.rank, "Entry": row.entry + (" ★" if row.baseline else ""),
+                                "Status": row.status,
                                 "Mean rel. drop": fmt_pct(row.score) if row.score is not None else "–",
                                 "Clean": fmt_ci(row.clean.get(metric), row.clean_ci95.get(metric))
                                 if metric in row.clean else "–"}
         for variant in table.variants:
-            name = variant.capitalize()
             drops = row.variants.get(variant)
             d = drops.get(metric) if drops is not None else None
-            if drops is None:
-                item[name] = item[f"Drop {variant}"] = item[f"Rel. drop {variant}"] = NOT_EVALUATED
-            elif d is None:
-                item[name] = item[f"Drop {variant}"] = item[f"Rel. drop {variant}"] = "–"
-            else:
-                item[name] = fmt(d.degraded)
-                item[f"Drop {variant}"] = fmt_ci(d.drop, d.drop_ci)
-                item[f"Rel. drop {variant}"] = fmt_pct(d.rel_drop, d.rel_ci)
+            item[variant.capitalize()] = NOT_EVALUATED if drops is None else "–" if d is None else fmt(d.degraded)
+        out.append(item)
+    return pd.DataFrame(out)
+
+
+def robust_drops(table: Any, metric: str) -> pd.DataFrame:
+    """One row per entry for `metric`: per variant the drop clean - degraded (x100) and the relative
+    drop (%), each with its paired-bootstrap 95% CI; "not evaluated" as in `robust_table`."""
+    from benchmark.store.robust import NOT_EVALUATED
+
+    out: list[dict[str, Any]] = []
+    for row in table.rows:
+        item: dict[str, Any] = {"Entry": row.entry + (" ★" if row.baseline else "")}
+        for kind in ("Drop", "Rel. drop"):
+            for variant in table.variants:
+                drops = row.variants.get(variant)
+                d = drops.get(metric) if drops is not None else None
+                if drops is None:
+                    item[f"{kind} {variant}"] = NOT_EVALUATED
+                elif d is None:
+                    item[f"{kind} {variant}"] = "–"
+                else:
+                    item[f"{kind} {variant}"] = (fmt_ci(d.drop, d.drop_ci) if kind == "Drop"
+                                                 else fmt_pct(d.rel_drop, d.rel_ci))
         out.append(item)
     return pd.DataFrame(out)
 

@@ -18,7 +18,7 @@ from benchmark.data.robust import make_variants
 from benchmark.store.board import Board
 from benchmark.store.robust import RANK_RULE, robustness
 from benchmark.store.submission import SubmitRequest, submit
-from leaderboard_app.present import fmt_ci, fmt_pct
+from leaderboard_app.present import fmt, fmt_ci, fmt_pct
 from tests.conftest import write_submission
 from tests.test_board_helpers import BoardWorld, board_world  # noqa: F401
 
@@ -70,11 +70,11 @@ def run_page(world: BoardWorld, monkeypatch, **params) -> AppTest:
     return at
 
 
-def _table(at: AppTest):
+def _table(at: AppTest, column: str = "Robustness rank"):
     for df in at.dataframe:
-        if "Robustness rank" in df.value.columns:
+        if column in df.value.columns:
             return df.value
-    raise AssertionError("no robustness table on the page")
+    raise AssertionError(f"no table with column {column!r} on the page")
 
 
 def test_robustness_page_shows_drops_ranks_and_not_evaluated(robust_world: BoardWorld, monkeypatch) -> None:
@@ -83,10 +83,12 @@ def test_robustness_page_shows_drops_ranks_and_not_evaluated(robust_world: Board
     assert any(RANK_RULE in m.value for m in at.markdown)            # the rule is stated on the page
     with Board.open(robust_world.url, upgrade=False) as board:
         expected = board.db.read(lambda s: robustness(s, "test", n_boot=50))
-    table = _table(at)
-    assert table["Entry"].tolist() == [r.entry for r in expected.rows]
+    table, drops = _table(at), _table(at, "Drop blur")
+    names = [r.entry + (" ★" if r.baseline else "") for r in expected.rows]
+    assert table["Entry"].tolist() == names and drops["Entry"].tolist() == names
     by_entry = {r.entry: r for r in expected.rows}
-    rows = {e: table[table["Entry"] == e].iloc[0] for e in table["Entry"]}
+    rows = {e.removesuffix(" ★"): table[table["Entry"] == e].iloc[0] for e in table["Entry"]}
+    drop_rows = {e.removesuffix(" ★"): drops[drops["Entry"] == e].iloc[0] for e in drops["Entry"]}
     alpha, masker = by_entry["alpha"], by_entry["masker"]
     assert {alpha.rank, masker.rank} == {1, 2}
     for name in ("alpha", "masker"):
@@ -95,22 +97,24 @@ def test_robustness_page_shows_drops_ranks_and_not_evaluated(robust_world: Board
         assert row["Clean"] == fmt_ci(want.clean["iou"], want.clean_ci95["iou"])
         for v in VARIANTS:
             d = want.variants[v]["iou"]
-            assert row[f"Drop {v}"] == fmt_ci(d.drop, d.drop_ci) and "(" in row[f"Drop {v}"]
-            assert row[f"Rel. drop {v}"] == fmt_pct(d.rel_drop, d.rel_ci)
+            assert row[v.capitalize()] == fmt(d.degraded)
+            assert drop_rows[name][f"Drop {v}"] == fmt_ci(d.drop, d.drop_ci) and "(" in drop_rows[name][f"Drop {v}"]
+            assert drop_rows[name][f"Rel. drop {v}"] == fmt_pct(d.rel_drop, d.rel_ci)
     beta = rows["beta"]
     assert beta["Status"] == "not evaluated" and pd_isna(beta["Robustness rank"])
-    assert all(beta[c] == "not evaluated" for c in ("Downscale", "Blur", "Both", "Drop blur", "Rel. drop both"))
-    assert "0.00" not in " ".join(str(x) for x in beta.tolist())      # never a zero
+    assert all(beta[c] == "not evaluated" for c in ("Downscale", "Blur", "Both"))
+    assert all(v == "not evaluated" for v in drop_rows["beta"].tolist()[1:])
+    assert "0.00" not in " ".join(str(x) for x in [*beta.tolist(), *drop_rows["beta"].tolist()])   # never a zero
     (chart,) = at.get("vega_lite_chart")                             # clean vs degraded per entry
     assert "condition" in chart.proto.spec and "score" in chart.proto.spec
 
     at.selectbox(key="robust_metric").set_value("cider").run()
     assert not at.exception
-    table = _table(at)
+    table, drops = _table(at), _table(at, "Drop blur")
     talker = table[table["Entry"] == "talker"].iloc[0]
     assert talker["Status"] == "partly evaluated" and talker["Downscale"] == "not evaluated"
     want = by_entry["talker"].variants["blur"]["cider"]
-    assert talker["Drop blur"] == fmt_ci(want.drop, want.drop_ci)
+    assert drops[drops["Entry"] == "talker"].iloc[0]["Drop blur"] == fmt_ci(want.drop, want.drop_ci)
 
 
 def pd_isna(value) -> bool:
@@ -155,7 +159,9 @@ def test_robustness_page_in_a_real_browser(robust_world: BoardWorld, tmp_path: P
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             try:
                 page = browser.new_page(viewport={"width": 1600, "height": 1300})
-                page.goto(url + "/robustness", wait_until="domcontentloaded")
+                page.goto(url + "/", wait_until="domcontentloaded")
+                page.wait_for_selector("h1:has-text('MMTT Leaderboard')", timeout=60000)
+                page.get_by_role("link", name="Robustness").click()            # the sidebar entry
                 page.wait_for_selector("h1:has-text('Robustness')", timeout=60000)
                 page.wait_for_selector("[data-testid=stDataFrame]", timeout=60000)
                 page.wait_for_selector("[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg",

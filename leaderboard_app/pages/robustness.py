@@ -14,6 +14,7 @@ from leaderboard_app.present import (
     csv_bytes,
     label,
     md_escape,
+    robust_drops,
     robust_long,
     robust_plot_frame,
     robust_table,
@@ -69,10 +70,14 @@ with c_metric:
 evaluated = sum(1 for r in table.rows if r.variants)
 st.caption(f"{evaluated} of {len(table.rows)} entries evaluated on the variants "
            + ", ".join(f"{v} (split {md_escape(s)})" for v, s in table.variant_splits.items()))
-st.subheader(f"{label(metric)}: clean vs degraded (×100, 95% CI)")
+st.subheader(f"{label(metric)}: clean vs degraded (×100)")
 frame = robust_table(table, metric)
 st.dataframe(frame, hide_index=True, key="robust_table", height=38 + 35 * len(frame),
              column_config={"Robustness rank": st.column_config.NumberColumn(width="small")})
+st.markdown(f"**Drop of {md_escape(label(metric))}** (clean − degraded, ×100) and **relative drop**, each with the "
+            "95% interval of the paired difference")
+drops = robust_drops(table, metric)
+st.dataframe(drops, hide_index=True, key="robust_drops", height=38 + 35 * len(drops))
 notes = [(r.entry, n) for r in table.rows for n in r.notes]
 for entry, note in notes:
     st.caption(md_escape(f"{entry}: {note}"))
@@ -81,7 +86,7 @@ plot = robust_plot_frame(table, metric)
 if len(plot):
     st.subheader(f"{label(metric)} per entry: clean and degraded")
     order = [r.entry for r in table.rows if r.entry in set(plot["entry"])]
-    colour = alt.Color("condition:N", title="images",
+    colour = alt.Color("condition:N", title="images", legend=alt.Legend(orient="top"),
                        scale=alt.Scale(domain=["clean", *table.variants],
                                        range=["#1d6fa5", "#e8a33d", "#7cb342", "#c0392b"]),
                        sort=["clean", *table.variants])
@@ -91,7 +96,8 @@ if len(plot):
         y=y, x=alt.X("score:Q", title=f"{label(metric)} ×100", scale=alt.Scale(zero=False)), color=colour,
         shape=alt.Shape("condition:N", sort=["clean", *table.variants], legend=None),
         tooltip=["entry", "condition", alt.Tooltip("score:Q", format=".2f")])
-    st.altair_chart((span + dots).properties(height=max(160, 28 * len(order))), width="stretch")
+    height = max(180, 48 * len(order))
+    st.altair_chart((span + dots).properties(height=height), width="stretch", height=height + 90)
 
 with st.expander("Every metric, variant and entry (numbers ×100)"):
     long = robust_long(table)
