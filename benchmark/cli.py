@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 from benchmark import __version__
 from benchmark.errors import BenchmarkError
+from benchmark.scoring.options import add_arguments as add_score_arguments
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -91,16 +92,14 @@ def cmd_data_card(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from benchmark.data.split import load_split
     from benchmark.scoring.report import format_report
-    from benchmark.scoring.score import ScoreOptions, score_submission
+    from benchmark.scoring.options import ScoreOptions
+    from benchmark.scoring.score import score_submission
 
     split = load_split(Path(args.data), args.split)
-    options = ScoreOptions(protocol=args.protocol, allow_missing=args.allow_missing, meteor=not args.no_meteor,
-                           n_boot=args.n_boot, seed=args.seed,
-                           cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-                           progress=args.progress or sys.stderr.isatty())
+    options = ScoreOptions.from_args(args)
     result = score_submission(Path(args.submission), split, options, masks=args.masks)
     if args.json:
-        _print_json(result.summary)
+        _print_json(result.to_json())
     else:
         print(format_report(result.summary))
     return 0
@@ -145,15 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("submission", help="submission folder, .zip/.tar.gz, or predictions .jsonl")
     p.add_argument("--data", required=True, help="data root (holds the split JSONs and dataset/)")
     p.add_argument("--split", default="test")
-    p.add_argument("--protocol", choices=("strict", "official"), default="strict")
-    p.add_argument("--allow-missing", action="store_true",
-                   help="strict: score ids without a prediction as an empty mask and explanation")
     p.add_argument("--masks", help="mask folder (default: masks/ in the submission, or its only folder)")
-    p.add_argument("--no-meteor", action="store_true", help="skip METEOR (the slowest metric)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for the 95%% CIs")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--cache-dir", help="truth cache (default $MMTT_CACHE_DIR or ~/.cache/mmtt-bench)")
-    p.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
+    add_score_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_score)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from benchmark.data.split import available_splits
 from benchmark.errors import BenchmarkError
+from benchmark.metrics import registry
 
 SPLITS = ("eval", "test")
 ROBUST_SPLIT = "test"   # its robustness variants (downscale, blur, both) are run and submitted too
@@ -207,7 +208,7 @@ def _ran(job, seconds: float) -> None:
 def _submitted(job, seconds: float) -> None:
     result = _json_output(job)
     metrics = result.get("metrics", {})
-    shown = "  ".join(f"{k} {metrics[k]:.3f}" for k in ("iou", "cider") if metrics.get(k) is not None)
+    shown = "  ".join(f"{k} {metrics[k]:.3f}" for k in registry.primary().values() if metrics.get(k) is not None)
     if result.get("duplicate"):
         shown += "  (unchanged: these files are already scored)"
     name, split = job.name.rsplit(" ", 1)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from benchmark.errors import BenchmarkError
+from benchmark.scoring.options import ScoreOptions
 from leaderboard_app import queries
 from leaderboard_app.config import AppConfig
 from submissions.archive import ARCHIVE_SUFFIXES
@@ -75,10 +76,9 @@ def handle_upload(cfg: AppConfig, *, token: str, name: str, split: str, filename
     with tempfile.TemporaryDirectory(prefix="mmtt-upload-") as tmp:
         path = Path(tmp) / safe
         path.write_bytes(payload)
+        options = ScoreOptions(allow_missing=allow_missing, skip=() if cfg.meteor else ("meteor",), n_boot=cfg.n_boot)
         request = SubmitRequest(path=path, data=cfg.data, name=name, split=split, variant=variant or None,
-                                team=record.team,
-                                allow_missing=allow_missing, meteor=cfg.meteor, n_boot=cfg.n_boot,
-                                max_upload_mb=cap)
+                                team=record.team, options=options, max_upload_mb=cap)
         try:
             with queries.submit_board(cfg.db, cfg.files) as board:
                 outcome = submit(board, request, scorer=scorer)

@@ -16,34 +16,19 @@ from urllib.parse import urlencode
 
 import pandas as pd
 
+from benchmark.metrics import registry
+from benchmark.scoring.score import BREAKDOWN_AXES
 from benchmark.store.ranking import BoardRow, rank_rows
 
 SCALE = 100.0
-HEADLINE: tuple[tuple[str, str], ...] = (
-    ("iou", "IoU"), ("f1", "F1"), ("precision", "Precision"), ("recall", "Recall"),
-    ("bleu_1", "BLEU-1"), ("bleu_2", "BLEU-2"), ("bleu_3", "BLEU-3"), ("bleu_4", "BLEU-4"),
-    ("meteor", "METEOR"), ("rouge_l", "ROUGE-L"), ("cider", "CIDEr"), ("clue_f1", "Clue F1"),
-)
-EXTRA: tuple[tuple[str, str], ...] = (
-    ("auc", "AUC"), ("clue_precision", "Clue P"), ("clue_recall", "Clue R"),
-    ("iou_micro", "IoU (pixels)"), ("f1_micro", "F1 (pixels)"),
-)
+# every table below is derived from the metric registry (the one place a metric is declared)
+_ALL = registry.metrics()
+HEADLINE: tuple[tuple[str, str], ...] = tuple((k, m.label) for k, m in _ALL.items() if m.headline)
+EXTRA: tuple[tuple[str, str], ...] = tuple((k, m.label) for k, m in _ALL.items() if not m.headline)
 LABELS: dict[str, str] = dict(HEADLINE + EXTRA)
-MASK_METRICS = ("iou", "f1", "precision", "recall", "auc")
-TEXT_METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider", "clue_f1")
-METRIC_HELP: dict[str, str] = {
-    "iou": "mean over images of |pred ∩ truth| / |pred ∪ truth| of the forged-pixel masks",
-    "f1": "mean over images of the pixel F1 (Dice) of the masks",
-    "precision": "mean over images: share of predicted forged pixels that are forged",
-    "recall": "mean over images: share of forged pixels that were found",
-    "bleu_1": "corpus BLEU-1 of the explanations (pycocoevalcap)",
-    "bleu_2": "corpus BLEU-2", "bleu_3": "corpus BLEU-3", "bleu_4": "corpus BLEU-4",
-    "meteor": "METEOR 1.5 of the explanations",
-    "rouge_l": "ROUGE-L (COCO, beta 1.2)",
-    "cider": "CIDEr-D, IDF from the whole split's references",
-    "clue_f1": "F1 of the facial regions named in the explanation vs the truth's regions",
-    "auc": "pixel ROC AUC of the mask confidences",
-}
+MASK_METRICS = tuple(k for k, _ in HEADLINE if _ALL[k].family == "mask")
+TEXT_METRICS = tuple(k for k, _ in HEADLINE if _ALL[k].family != "mask")
+METRIC_HELP: dict[str, str] = {k: m.help for k, m in _ALL.items()}
 TASK_FILTERS = {"any task": None, "localization": {"localization"}, "interpretation": {"interpretation"},
                 "both": {"localization", "interpretation"}}
 TASK_SHORT = {("localization",): "mask", ("interpretation",): "text",
@@ -108,7 +93,7 @@ def by_task(rows: Sequence[BoardRow], choice: str) -> list[BoardRow]:
 
 @dataclass(frozen=True)
 class Breakdown:
-    """A view of the board: all images (dimension None) or one method / source group."""
+    """A view of the board: all images (dimension None) or one group of a breakdown axis."""
 
     dimension: str | None = None
     group: str | None = None
@@ -117,15 +102,15 @@ class Breakdown:
     def title(self) -> str:
         if self.dimension is None:
             return "all images"
-        return f"{'method' if self.dimension == 'method' else 'source'}: {self.group}"
+        return f"{self.dimension}: {self.group}"
 
 
 def breakdown_choices(breakdowns: dict[int, dict[str, dict[str, dict]]]) -> list[Breakdown]:
-    groups: dict[str, set[str]] = {"method": set(), "source": set()}
+    groups: dict[str, set[str]] = {axis: set() for axis in BREAKDOWN_AXES}
     for dims in breakdowns.values():
         for dim, g in dims.items():
             groups.setdefault(dim, set()).update(g)
-    return [Breakdown()] + [Breakdown(dim, name) for dim in ("method", "source") for name in sorted(groups[dim])]
+    return [Breakdown()] + [Breakdown(dim, name) for dim in BREAKDOWN_AXES for name in sorted(groups[dim])]
 
 
 def apply_breakdown(rows: Sequence[BoardRow], breakdowns: dict[int, dict[str, dict[str, dict]]],

@@ -26,7 +26,7 @@ from benchmark.harness.run import RunOptions, run_model
 from benchmark.scoring.score import ScoreOptions, score_submission
 from tests.conftest import make_random_dataset
 
-FAST = ScoreOptions(meteor=False, n_boot=100)
+FAST = ScoreOptions(skip=("meteor",), n_boot=100)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -88,6 +88,7 @@ def test_serves_then_stops_cleanly_on_ctrl_c(board_world: BoardWorld) -> None:
 
 
 def test_change_marker_moves_with_the_board(board_world: BoardWorld, tmp_path) -> None:
+    from benchmark.scoring.options import ScoreOptions
     from benchmark.store.submission import SubmitRequest, submit
 
     world = board_world.clone(tmp_path / "b")
@@ -95,7 +96,8 @@ def test_change_marker_moves_with_the_board(board_world: BoardWorld, tmp_path) -
     rows_before, _ = queries.board(world.url, "test")
     with queries.submit_board(world.url, None) as board:
         submit(board, SubmitRequest(path=world.submission("late", team="team-late", seed=21), data=world.data,
-                                    name="late", meteor=False, n_boot=20, cache_dir=world.root / "cache"))
+                                    name="late", options=ScoreOptions(skip=("meteor",), n_boot=20,
+                                                                       cache_dir=world.root / "cache")))
     queries.invalidate()
     assert queries.change_marker(world.url) != before
     rows_after, _ = queries.board(world.url, "test")

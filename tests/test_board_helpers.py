@@ -28,6 +28,7 @@ from benchmark.store.models import (
     Submission,
     Team,
 )
+from benchmark.scoring.options import ScoreOptions
 from benchmark.store.submission import SubmitRequest, submit
 from leaderboard_app.tokens import new_token, setting_key
 from tests.conftest import make_random_dataset, write_submission
@@ -113,8 +114,8 @@ def build_world(root: Path) -> BoardWorld:
             masks, captions = content.pop("masks", None), content.pop("captions", None)
             path = world.submission(name, team=team, seed=seed, masks=masks, captions=captions, **content)
             for split in ("test", "hidden") if name in ("alpha", "beta") else ("test",):
-                submit(board, SubmitRequest(path=path, data=data, name=name, split=split, meteor=False, n_boot=50,
-                                            cache_dir=root / "cache", **flags))
+                options = ScoreOptions(skip=("meteor",), n_boot=50, cache_dir=root / "cache")
+                submit(board, SubmitRequest(path=path, data=data, name=name, split=split, options=options, **flags))
     return world
 
 

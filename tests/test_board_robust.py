@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from benchmark.data.robust import make_variants
 from benchmark.store.board import Board
 from benchmark.store.robust import RANK_RULE, robustness
+from benchmark.scoring.options import ScoreOptions
 from benchmark.store.submission import SubmitRequest, submit
 from leaderboard_app.present import fmt, fmt_ci, fmt_pct
 from tests.conftest import write_submission
@@ -54,7 +55,7 @@ def robust_world(board_world: BoardWorld, tmp_path_factory) -> BoardWorld:
                 path = write_submission(root / "subs" / f"{name}-{variant}", records, seed=40 + k, manifest=manifest,
                                         **content)
                 submit(board, SubmitRequest(path=path, data=data, name=name, split="test", variant=variant,
-                                            meteor=False, n_boot=50, cache_dir=root / "cache",
+                                            options=ScoreOptions(skip=("meteor",), n_boot=50, cache_dir=root / "cache"),
                                             baseline=name == "masker"))
     return world
 

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = ScoreOptions(meteor=False, n_boot=100)
+FAST = ScoreOptions(skip=("meteor",), n_boot=100)
 
 
 def opts(**kw) -> RunOptions:

@@ -15,7 +15,7 @@ from benchmark.scoring.reference import as_metrics, reference_official
 from benchmark.scoring.score import ScoreOptions, score_submission
 from tests.conftest import blob, write_png, write_submission
 
-FAST = ScoreOptions(meteor=False, n_boot=200)
+FAST = ScoreOptions(skip=("meteor",), n_boot=200)
 
 
 def test_mask_metrics_equal_sklearn_per_image(random_root, tmp_path):
@@ -47,7 +47,7 @@ def test_text_metrics_equal_pycocoevalcap(random_root, tmp_path):
     root, recs = random_root
     split = load_split(root, "test")
     sub = write_submission(tmp_path / "sub", recs)
-    out = score_submission(sub, split, ScoreOptions(meteor=True, n_boot=100))
+    out = score_submission(sub, split, ScoreOptions(n_boot=100))
     preds = [json.loads(line) for line in (sub / "predictions.jsonl").read_text().splitlines()]
     tok = PTBTokenizer()
     gts = tok.tokenize({r["image_id"]: [{"caption": r["caption"]}] for r in recs})
@@ -72,7 +72,7 @@ def test_official_protocol_equals_the_plain_reference(random_root, tmp_path):
     (masks / Path(recs[0]["img_path"]).with_suffix(".png")).unlink()
     (masks / Path(recs[1]["img_path"]).with_suffix(".png")).write_bytes(b"broken")
     Image.fromarray(np.full((30, 50, 3), 200, np.uint8)).save(masks / Path(recs[2]["img_path"]).with_suffix(".png"))
-    ours = score_submission(sub, split, ScoreOptions(protocol="official", meteor=False, n_boot=50)).summary
+    ours = score_submission(sub, split, ScoreOptions(protocol="official", skip=("meteor",), n_boot=50)).summary
     ref = reference_official(split.json_path, sub / "test_captions.jsonl", root, masks)
     for k, v in as_metrics(ref).items():
         assert ours["metrics"][k] == pytest.approx(v, abs=1e-6), k
@@ -94,8 +94,8 @@ def test_official_subset_changes_cider_idf(random_root, tmp_path):
     root, recs = random_root
     split = load_split(root, "test")
     sub = write_submission(tmp_path / "sub", recs[: len(recs) // 2], masks=False)
-    official = score_submission(sub, split, ScoreOptions(protocol="official", meteor=False, n_boot=20))
-    strict = score_submission(sub, split, ScoreOptions(allow_missing=True, meteor=False, n_boot=20))
+    official = score_submission(sub, split, ScoreOptions(protocol="official", skip=("meteor",), n_boot=20))
+    strict = score_submission(sub, split, ScoreOptions(allow_missing=True, skip=("meteor",), n_boot=20))
     k = len(recs) // 2
     strict_subset_mean = float(np.mean(strict.per_sample["cider"][:k]))
     assert official.summary["metrics"]["cider"] != pytest.approx(strict_subset_mean, abs=1e-6)
@@ -126,10 +126,10 @@ def test_truth_cache_is_reused_and_gives_identical_numbers(random_root, tmp_path
     split = load_split(root, "test")
     sub = write_submission(tmp_path / "sub", recs)
     cache = tmp_path / "cache"
-    first = score_submission(sub, split, ScoreOptions(meteor=False, n_boot=50, cache_dir=cache)).summary
+    first = score_submission(sub, split, ScoreOptions(skip=("meteor",), n_boot=50, cache_dir=cache)).summary
     files = sorted(p.name for p in next(cache.iterdir()).iterdir())
     assert files == ["blocks-224x224.pkl", "blocks-48x48.pkl", "masks.pkl", "regions.pkl", "text.pkl"]
-    second = score_submission(sub, load_split(root, "test"), ScoreOptions(meteor=False, n_boot=50, cache_dir=cache)).summary
+    second = score_submission(sub, load_split(root, "test"), ScoreOptions(skip=("meteor",), n_boot=50, cache_dir=cache)).summary
     assert first["metrics"] == second["metrics"]
 
 
@@ -168,7 +168,7 @@ def test_parallel_mask_pass_equals_serial(random_root, tmp_path, monkeypatch):
     sub = write_submission(tmp_path / "sub", recs, pred_size=40)
     bad = sub / "masks" / Path(recs[3]["img_path"]).with_suffix(".png")
     bad.write_bytes(b"junk")
-    opts = dict(protocol="official", meteor=False, n_boot=50)
+    opts = dict(protocol="official", skip=("meteor",), n_boot=50)
     serial = score_submission(sub, split, ScoreOptions(workers=1, **opts))
     monkeypatch.setattr(maskpass, "CHUNK", 5)  # several chunks on 2 worker processes
     parallel = score_submission(sub, split, ScoreOptions(workers=2, **opts))

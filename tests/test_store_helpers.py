@@ -3,6 +3,8 @@ fakes keep the shape of the real `ScoreResult` so the unit tests stay honest."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import contextlib
 import io
 import os
@@ -20,10 +22,11 @@ from sqlalchemy import select, text
 from benchmark.data.split import load_split
 from benchmark.metrics import METRIC_VERSION
 from benchmark.store.board import Board
+from benchmark.scoring.options import ScoreOptions
 from benchmark.store.submission import SubmitRequest
 from tests.conftest import make_random_dataset, write_submission
 
-FAST = dict(meteor=False, n_boot=50)
+FAST = dict(skip=("meteor",), n_boot=50)
 TABLES = ("settings", "teams", "authors", "splits", "entries", "submissions", "evaluations", "scores",
           "breakdown_scores", "sample_scores")
 
@@ -92,7 +95,11 @@ class World:
         return write_submission(self.root / "subs" / f"{name}-{seed}", self.records, seed=seed, manifest=manifest, **kw)
 
     def request(self, path: Path, name: str, **kw) -> SubmitRequest:
-        return SubmitRequest(path=path, data=self.data, name=name, split="test", **{**FAST, **kw})
+        """A request; scoring options among `kw` (protocol, n_boot, …) go into its ScoreOptions."""
+        option_names = {f.name for f in dataclasses.fields(ScoreOptions)}
+        options = {k: kw.pop(k) for k in list(kw) if k in option_names}
+        return SubmitRequest(path=path, data=self.data, name=name, split="test",
+                             options=ScoreOptions(**{**FAST, **options}), **kw)
 
     def board(self) -> Board:
         return Board.open(self.db)

@@ -17,6 +17,7 @@ from benchmark.store.db import StoreError
 from benchmark.store.models import Evaluation, Split, Submission
 from benchmark.store.ranking import leaderboard
 from benchmark.store.robust import RobustRow, paired_drops, rank_rows, robustness
+from benchmark.scoring.options import ScoreOptions
 from benchmark.store.submission import SubmitRequest, submit
 from tests.conftest import write_submission
 from tests.test_store_helpers import FAST, World, cli, fake_scorer, rows, snapshot, world  # noqa: F401
@@ -153,7 +154,8 @@ def test_variant_submission_is_linked_to_the_clean_one_and_never_crosses_boards(
         out = submit(board, world.request(blur, "model-a", variant="blur"))
         assert out.split == "test_blur" and not out.duplicate
         via_name = submit(board, SubmitRequest(path=_variant_submission(world, "both", "model-a"), data=world.data,
-                                               name="model-a", split="test_both", **FAST))
+                                               name="model-a", split="test_both",
+                                               options=ScoreOptions(**FAST)))
         assert via_name.split == "test_both"
 
         def check(session) -> None:

@@ -48,7 +48,8 @@ def test_real_submission_is_stored_with_everything_to_reproduce_it(world: World)
             assert sorted(a.name for a in entry.team.authors) == ["A. Author", "B. Author"]
             row = session.get(Submission, ev.submission_id)
             assert (row.status, row.worker, row.protocol) == ("scored", "", "strict")
-            assert json.loads(row.options) == {"meteor": False, "n_boot": 50, "seed": 0}
+            assert json.loads(row.options) == {"metrics": None, "skip": ["meteor"], "embed_model": None, "n_boot": 50,
+                                           "seed": 0}
 
         board.db.read(check)
 

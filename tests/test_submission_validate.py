@@ -18,7 +18,7 @@ from submissions.format import Limits
 from submissions.reader import SubmissionError
 from tests.conftest import write_png, write_submission
 
-FAST = ScoreOptions(meteor=False, n_boot=50)
+FAST = ScoreOptions(skip=("meteor",), n_boot=50)
 
 
 def _errors(sub, root, options=FAST, **kw) -> str:
@@ -71,7 +71,7 @@ def test_allow_missing_scores_missing_items_as_empty(random_root, tmp_path):
     root, recs = random_root
     split = load_split(root, "test")
     sub = write_submission(tmp_path / "sub", recs[:-3])
-    out = score_submission(sub, split, ScoreOptions(meteor=False, n_boot=50, allow_missing=True))
+    out = score_submission(sub, split, ScoreOptions(skip=("meteor",), n_boot=50, allow_missing=True))
     s = out.summary
     assert (s["n_scored"], s["n_missing"]) == (len(recs), 3)
     # the two missing items with non-empty truth score 0 IoU; the empty-truth one scores 1
@@ -138,7 +138,7 @@ def test_all_problems_in_one_pass_capped(random_root, tmp_path):
     root, recs = random_root
     caps = {r["image_id"]: "" for r in recs}
     sub = write_submission(tmp_path / "sub", recs, captions=caps)
-    report = _errors(sub, root, ScoreOptions(meteor=False, n_boot=50, limits=Limits(max_problems=5)))
+    report = _errors(sub, root, ScoreOptions(skip=("meteor",), n_boot=50, limits=Limits(max_problems=5)))
     listed = report.splitlines()[1:]  # the headline repeats the first one
     assert sum("empty caption" in line for line in listed) == 5 and listed[-1] == f"  ... and {len(recs) - 5} more"
 

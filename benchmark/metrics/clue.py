@@ -169,3 +169,43 @@ def score_texts(pred_texts: Sequence[str | None], truth_texts: Sequence[str | No
     if len(pred_texts) != len(truth_texts):
         raise ValueError(f"{len(pred_texts)} predicted explanations for {len(truth_texts)} truths")
     return clue_scores(region_matrix(pred_texts), region_matrix(truth_texts), policy)
+
+
+# ------------------------------------------------------------------------------ registry entry
+from benchmark.metrics.registry import Inputs, Metric, Scored, Scorer, Statistic, mean_statistic, register  # noqa: E402
+
+_CLUE_HELP = {"precision": "share of the regions the explanation names that the truth names",
+              "recall": "share of the truth's regions that the explanation names",
+              "f1": "F1 of the facial regions named in the explanation vs the truth's regions"}
+
+
+def _clue_micro_fn(name: str):
+    return lambda sums: _scores_from_counts(sums, "official")[f"clue_{name}"]
+
+
+class ClueScorer(Scorer):
+    """Do the explanations point at the right facial regions (21 MMTT labels)?"""
+
+    name = "clue"
+    task = "interpretation"
+    help = "facial regions named by the explanation vs the truth's (21 MMTT labels)"
+    metrics = (
+        *(Metric(f"clue_{k}", label, _CLUE_HELP[k] + ", mean over images", "clue", "mean", headline=(k == "f1"), brief=(k == "f1"),
+                 per_image=f"clue_{k}") for k, label in (("precision", "Clue P"), ("recall", "Clue R"), ("f1", "Clue F1"))),
+        *(Metric(f"clue_{k}_micro", f"Clue {k} (micro)", _CLUE_HELP[k] + ", on region counts summed over images",
+                 "clue", "ratio") for k in ("precision", "recall", "f1")),
+    )
+
+    def score(self, inputs: Inputs) -> Scored:
+        truth = inputs.truth.regions()[[inputs.truth.index[i] for i in inputs.ids]]
+        result = clue_scores(region_matrix(inputs.captions), truth)
+        out = Scored(values=dict(result.summary), notes={"clue_policy": CLUE_POLICY})
+        counts = result.counts.astype(np.float64)
+        for k in ("precision", "recall", "f1"):
+            out.samples[f"clue_{k}"] = result.per_image[f"clue_{k}"]
+            out.stats[f"clue_{k}"] = mean_statistic(result.per_image[f"clue_{k}"])
+            out.stats[f"clue_{k}_micro"] = Statistic(counts, _clue_micro_fn(k))
+        return out
+
+
+register(ClueScorer())

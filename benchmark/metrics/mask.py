@@ -252,3 +252,58 @@ class MaskTable:
         """All mask scores (see `summarize`)."""
         return summarize(self.counts, pos_hist=self.pos_hist, neg_hist=self.neg_hist,
                          image_aucs=self.image_aucs, policy=policy)
+
+
+# ------------------------------------------------------------------------------ registry entry
+from benchmark.metrics.registry import Inputs, Metric, Scored, Scorer, Statistic, mean_statistic, register  # noqa: E402
+
+_PER_IMAGE_HELP = {
+    "iou": "mean over images of |pred ∩ truth| / |pred ∪ truth| of the forged-pixel masks",
+    "f1": "mean over images of the pixel F1 (Dice) of the masks",
+    "precision": "mean over images: share of predicted forged pixels that are forged",
+    "recall": "mean over images: share of forged pixels that were found",
+}
+_LABELS = {"iou": "IoU", "f1": "F1", "precision": "Precision", "recall": "Recall"}
+
+
+def _micro_fn(name: str):
+    return lambda sums: per_image_scores(sums, "official")[name]
+
+
+class MaskScorer(Scorer):
+    """IoU, F1, precision, recall (per-image means and pixel-level), pixel AUC: one mask pass."""
+
+    name = "mask"
+    task = "localization"
+    official = True
+    help = "forged-pixel mask scores (" + EMPTY_TRUTH_POLICY.split(". ")[0] + ")"
+    metrics = (
+        *(Metric(k, _LABELS[k], _PER_IMAGE_HELP[k], "mask", "mean", headline=True, brief=True,
+                 primary=(k == "iou"), per_image=k) for k in ("iou", "f1", "precision", "recall")),
+        Metric("auc", "AUC", "pixel ROC AUC of the mask confidences, pooled over all pixels (grey level as score)",
+               "mask", "pooled", headline=True, brief=True),
+        *(Metric(f"{k}_micro", f"{_LABELS[k]} (pixels)", f"dataset-level {_LABELS[k]}: the same rule on pixel "
+                 "counts summed over all images", "mask", "ratio") for k in ("iou", "f1", "precision", "recall")),
+        Metric("auc_image_mean", "AUC (image mean)", "mean over images of the per-image pixel AUC (images with "
+               "all-0 or all-1 truth left out)", "mask", "mean", per_image="auc"),
+    )
+
+    def score(self, inputs: Inputs) -> Scored:
+        mp = inputs.masks
+        valid = mp.scored
+        per_img = per_image_scores(mp.counts, "official")
+        out = Scored(notes={"mask_policy": EMPTY_TRUTH_POLICY})
+        for k in ("iou", "f1", "precision", "recall"):
+            out.samples[k] = np.where(valid, per_img[k], np.nan)
+            out.stats[k] = mean_statistic(out.samples[k])
+        out.samples["auc"] = mp.image_auc
+        out.values = summarize(mp.counts[valid], pos_hist=mp.pos_hist, neg_hist=mp.neg_hist,
+                               image_aucs=mp.image_auc[valid], policy="official")
+        counts = np.where(valid[:, None], mp.counts, 0).astype(np.float64)
+        for k in ("iou", "f1", "precision", "recall"):
+            out.stats[f"{k}_micro"] = Statistic(counts, _micro_fn(k))
+        out.stats["auc_image_mean"] = mean_statistic(np.where(valid, mp.image_auc, np.nan))
+        return out
+
+
+register(MaskScorer())

@@ -516,3 +516,95 @@ def _read_line(proc: subprocess.Popen) -> str:
     if not line:
         raise ValueError(f"METEOR ended early (exit {proc.poll()})")
     return line.decode().strip()
+
+
+# ------------------------------------------------------------------------------ registry entries
+from benchmark.metrics.registry import Inputs, Metric, Scored, Scorer, Statistic, mean_statistic, register  # noqa: E402
+
+
+def _text_pass(inputs: Inputs) -> tuple[TextReference, np.ndarray, list[str], tuple]:
+    """(reference, image rows, PTB-tokenized captions, (BLEU stats, CIDEr-D, ROUGE-L)), shared by
+    the BLEU, ROUGE-L, CIDEr and METEOR scorers: one Java call and one n-gram pass for all."""
+    def make():
+        reference = inputs.truth.text_reference()
+        img = np.array([reference._index[k] for k in inputs.ids], dtype=np.int64)
+        hyps = ptb_tokenize_lines(list(inputs.captions))
+        arrays = _score_arrays(reference, img, hyps, "all" if inputs.strict else "scored")
+        return reference, img, hyps, arrays
+    return inputs.shared("text_pass", make)
+
+
+def _bleu_fn(order: int):
+    return lambda sums: bleu_from_totals(sums)[..., order - 1]
+
+
+class BleuScorer(Scorer):
+    name = "bleu"
+    task = "interpretation"
+    official = True
+    help = "corpus BLEU-1..4 (pycocoevalcap Bleu(4), closest reference length)"
+    metrics = tuple(Metric(f"bleu_{k}", f"BLEU-{k}", f"corpus BLEU-{k} of the explanations (pycocoevalcap)",
+                           "text", "corpus", headline=True, brief=(k == NGRAM_N)) for k in range(1, NGRAM_N + 1))
+
+    def score(self, inputs: Inputs) -> Scored:
+        stats = _text_pass(inputs)[3][0]
+        bleu = bleu_from_stats(stats)
+        out = Scored(values={f"bleu_{k}": float(bleu[k - 1]) for k in range(1, NGRAM_N + 1)},
+                     samples={"bleu_stats": stats})
+        rows = stats.astype(np.float64)
+        out.stats = {f"bleu_{k}": Statistic(rows, _bleu_fn(k)) for k in range(1, NGRAM_N + 1)}
+        return out
+
+    def statistic_from_samples(self, samples, key: str) -> Statistic | None:
+        stats = samples.get("bleu_stats")
+        if stats is None:
+            return None
+        return Statistic(np.asarray(stats, dtype=np.float64), _bleu_fn(int(key.rsplit("_", 1)[1])))
+
+
+class RougeScorer(Scorer):
+    name = "rouge"
+    task = "interpretation"
+    official = True
+    help = "ROUGE-L (pycocoevalcap Rouge: LCS F-measure, beta 1.2)"
+    metrics = (Metric("rouge_l", "ROUGE-L", "ROUGE-L of the explanations (COCO, LCS F-measure with beta 1.2), "
+                      "mean over images", "text", "mean", headline=True, brief=True, per_image="rouge_l"),)
+
+    def score(self, inputs: Inputs) -> Scored:
+        rouge = _text_pass(inputs)[3][2]
+        return Scored(values={"rouge_l": float(np.mean(rouge))}, samples={"rouge_l": rouge},
+                      stats={"rouge_l": mean_statistic(rouge)})
+
+
+class CiderScorer(Scorer):
+    name = "cider"
+    task = "interpretation"
+    official = True
+    help = "CIDEr-D (pycocoevalcap Cider)"
+    metrics = (Metric("cider", "CIDEr", "CIDEr-D of the explanations, IDF from the scored references (strict: the "
+                      "whole split's); intervals and breakdowns hold the IDF fixed", "text", "mean",
+                      headline=True, brief=True, primary=True, per_image="cider"),)
+
+    def score(self, inputs: Inputs) -> Scored:
+        cider = _text_pass(inputs)[3][1]
+        return Scored(values={"cider": float(np.mean(cider))}, samples={"cider": cider},
+                      stats={"cider": mean_statistic(cider)})
+
+
+class MeteorScorer(Scorer):
+    name = "meteor"
+    task = "interpretation"
+    help = "METEOR 1.5 (pycocoevalcap's jar; Java, the slowest metric)"
+    metrics = (Metric("meteor", "METEOR", "METEOR 1.5 of the explanations (the jar's aggregate; intervals and "
+                      "breakdowns use the mean of its segment scores)", "text", "mean", headline=True, brief=True,
+                      per_image="meteor"),)
+
+    def score(self, inputs: Inputs) -> Scored:
+        reference, img, hyps, _ = _text_pass(inputs)
+        total, segments = meteor_score([reference.refs[i] for i in img], hyps)
+        return Scored(values={"meteor": total}, samples={"meteor": segments},
+                      stats={"meteor": mean_statistic(segments)})
+
+
+for _scorer in (CiderScorer(), BleuScorer(), RougeScorer(), MeteorScorer()):
+    register(_scorer)

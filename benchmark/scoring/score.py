@@ -17,46 +17,83 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.data.regions import N_REGIONS, REGIONS
 from benchmark.data.split import Split
-from benchmark.metrics import METRIC_VERSION
-from benchmark.metrics.clue import CLUE_POLICY, clue_scores, region_matrix
-from benchmark.metrics.mask import EMPTY_TRUTH_POLICY, per_image_scores, summarize
+from benchmark.errors import BenchmarkError
+from benchmark.metrics import METRIC_VERSION, registry
+from benchmark.metrics.registry import Inputs, Scored, Statistic
 from benchmark.metrics.stats import Bootstrap
-from benchmark.metrics.text import bleu_from_totals, score_captions
-from benchmark.scoring.maskpass import run_mask_pass
+from benchmark.scoring.maskpass import MaskPass, run_mask_pass
+from benchmark.scoring.options import ScoreOptions
 from benchmark.scoring.protocol import Protocol, get_protocol
 from benchmark.scoring.truth import TruthCache
-from submissions.format import DEFAULT_LIMITS, TASKS, Limits
 from submissions.reader import Problem, Submission, SubmissionError, open_submission, read_manifest, read_predictions
 
-MASK_HEADLINE = ("iou", "f1", "precision", "recall")
-TEXT_HEADLINE = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider")
-CLUE_HEADLINE = ("clue_precision", "clue_recall", "clue_f1")
-BREAKDOWN_KEYS = ("method", "source")
+__all__ = ["BREAKDOWN_AXES", "ScoreOptions", "ScoreResult", "score_submission"]
+
+BREAKDOWN_AXES = ("method", "source", "region")
+"""Breakdown axes: manipulation method and image source (one group per image), and facial region
+(the truth's 21 region labels; an image counts in every region it names)."""
 CI_METHOD = ("percentile bootstrap over images, {n_boot} replicates, seed {seed}, 95%; corpus BLEU "
              "recomputed from resampled n-gram statistics; CIDEr-D per-image scores resampled with "
              "the IDF held fixed; METEOR as the mean of its segment scores")
 
 
 @dataclass
-class ScoreOptions:
-    protocol: str = "strict"
-    allow_missing: bool = False
-    meteor: bool = True
-    n_boot: int = 1000
-    seed: int = 0
-    cache_dir: Path | None = None
-    progress: bool = False
-    workers: int | None = None  # mask-pass processes (default: up to 4, one per core)
-    limits: Limits = DEFAULT_LIMITS
-
-
-@dataclass
 class ScoreResult:
-    """`summary` is the JSON document `mmtt score --json` prints; `per_sample` one row per id."""
+    """A scored submission. `to_json()` is the document `mmtt score --json` prints; `per_sample`
+    holds one value per scored image for each per-image column (kept by the store)."""
 
-    summary: dict[str, Any]
-    per_sample: dict[str, np.ndarray | list] = field(repr=False)
+    protocol: Protocol
+    split: str
+    tasks: tuple[str, ...]
+    n_truth: int
+    n_scored: int
+    n_missing: int
+    metrics: dict[str, float | None]
+    ci95: dict[str, tuple[float | None, float | None]]
+    ci_method: str | None
+    breakdown: dict[str, dict[str, dict[str, Any]]]
+    metric_version: str
+    dataset_fingerprint: str
+    submission_hash: str
+    scorers: tuple[str, ...]
+    warnings: list[str] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+    manifest: dict[str, Any] | None = None
+    per_sample: dict[str, np.ndarray | list] = field(default_factory=dict, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "protocol": self.protocol.name,
+            "protocol_description": self.protocol.description,
+            "allow_missing": self.protocol.allow_missing,
+            "split": self.split,
+            "tasks": list(self.tasks),
+            "n_truth": self.n_truth,
+            "n_scored": self.n_scored,
+            "n_missing": self.n_missing,
+            "metrics": dict(self.metrics),
+            "ci95": {k: list(v) for k, v in self.ci95.items()},
+            "ci_method": self.ci_method,
+            "breakdown": self.breakdown,
+            "scorers": list(self.scorers),
+            "mask_policy": None,
+            "clue_policy": None,
+            "metric_version": self.metric_version,
+            "dataset_fingerprint": self.dataset_fingerprint,
+            "submission_hash": self.submission_hash,
+            "warnings": list(self.warnings),
+            **self.notes,
+        }
+        if self.manifest is not None:
+            out["manifest"] = self.manifest
+        return out
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The JSON form (what the store keeps and readers of stored scores see)."""
+        return self.to_json()
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -100,7 +137,17 @@ def score_submission(path: Path | str, split: Split, options: ScoreOptions | Non
         return _score(sub, split, protocol, options)
 
 
+def select_scorers(options: ScoreOptions, protocol: Protocol) -> list[registry.Scorer]:
+    """The registry's scorers chosen by `--metrics` / `--skip` for this protocol (a located error
+    on an unknown name or a metric that cannot run)."""
+    try:
+        return registry.select(options.metrics, options.skip, official=not protocol.strict, options=options)
+    except ValueError as exc:
+        raise BenchmarkError(f"--metrics/--skip: {exc}") from None
+
+
 def _score(sub: Submission, split: Split, protocol: Protocol, options: ScoreOptions) -> ScoreResult:
+    chosen = select_scorers(options, protocol)
     preds, problems = read_predictions(sub, options.limits)
     manifest = read_manifest(sub) if sub.manifest_file else None
     tasks = _infer_tasks(sub, preds, manifest.tasks if manifest else None)
@@ -186,14 +233,16 @@ def _score(sub: Submission, split: Split, protocol: Protocol, options: ScoreOpti
         raise SubmissionError(f"{sub.source}: {len(fatal)} problem(s), nothing scored; first: {fatal[0]}",
                               problems=shown)
     warnings = [str(p) for p in problems if not protocol.fatal(p.code)]
-    return _compute(split, ids, tasks, protocol, options, truth, mask_pass, captions, sub, warnings, manifest,
-                    n_missing=len(missing))
-
-
-def _ratio_of_sums(sums: np.ndarray) -> np.ndarray:
-    """Mean over the scored images of a replicate: sum(value) / count (NaN when none)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return sums[:, 0] / sums[:, 1]
+    inputs = Inputs(ids=ids, truth=truth, strict=protocol.strict, masks=mask_pass, captions=captions,
+                    options=options)
+    chosen = [s for s in chosen if s.task in tasks]
+    result = _compute(split, inputs, chosen, tasks, protocol, options)
+    result.n_missing = len(missing)
+    result.warnings = warnings
+    result.submission_hash = _submission_hash(sub, ids, mask_pass)
+    if manifest is not None:
+        result.manifest = {"model": manifest.model, "team": manifest.team, "tasks": list(manifest.tasks)}
+    return result
 
 
 def _submission_hash(sub: Submission, ids: list[str], mask_pass) -> str:
@@ -205,117 +254,71 @@ def _submission_hash(sub: Submission, ids: list[str], mask_pass) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _compute(split, ids, tasks, protocol, options, truth, mask_pass, captions, sub, warnings, manifest,
-             *, n_missing: int) -> ScoreResult:
-    n = len(ids)
+
+
+def _compute(split: Split, inputs: Inputs, chosen: list[registry.Scorer], tasks: tuple[str, ...],
+             protocol: Protocol, options: ScoreOptions) -> ScoreResult:
+    """Run every chosen scorer, then form CIs and breakdowns from their statistics alike."""
+    ids = inputs.ids
     records = [split.by_id[i] for i in ids]
-    groups = {key: np.array([getattr(r, key) for r in records]) for key in BREAKDOWN_KEYS}
-    per_sample: dict[str, Any] = {"image_id": list(ids), "method": groups["method"].tolist(),
-                                  "source": groups["source"].tolist()}
-    metrics: dict[str, float] = {}
-    boot = Bootstrap(n, n_boot=options.n_boot, seed=options.seed)
-    # per-image values whose mean is a metric: evaluated on the whole set, on each breakdown
-    # group and on the bootstrap replicates alike
-    mean_stats: dict[str, np.ndarray] = {}
-    extra_notes = {}
-
-    if mask_pass is not None:
-        valid = mask_pass.scored
-        counts = mask_pass.counts
-        per_img = per_image_scores(counts, "official")
-        for k in MASK_HEADLINE:
-            per_sample[k] = np.where(valid, per_img[k], np.nan)
-        per_sample["auc"] = mask_pass.image_auc
-        summary_mask = summarize(counts[valid], pos_hist=mask_pass.pos_hist, neg_hist=mask_pass.neg_hist,
-                                 image_aucs=mask_pass.image_auc[valid], policy="official")
-        metrics.update(summary_mask)
+    per_sample: dict[str, Any] = {"image_id": list(ids), "method": [r.method for r in records],
+                                  "source": [r.source for r in records]}
+    values: dict[str, float] = {}
+    stats: dict[str, Statistic] = {}
+    notes: dict[str, Any] = {}
+    for scorer in chosen:
+        out: Scored = scorer.score(inputs)
+        values.update(out.values)
+        per_sample.update(out.samples)
+        stats.update(out.stats)
+        notes.update(out.notes)
+    if inputs.masks is not None:
+        notes["mask_sizes"] = inputs.masks.sizes
         if not protocol.strict:
-            extra_notes["n_mask_scored"] = int(valid.sum())
-            extra_notes["n_mask_skipped"] = int((~valid).sum())
-        for k in MASK_HEADLINE:
-            mean_stats[k] = per_sample[k]
-        extra_notes["mask_sizes"] = mask_pass.sizes
+            notes["n_mask_scored"] = int(inputs.masks.scored.sum())
+            notes["n_mask_skipped"] = int((~inputs.masks.scored).sum())
 
-    text = None
-    if captions is not None:
-        hyps = dict(zip(ids, captions))
-        reference = truth.text_reference()
-        text = score_captions(reference, hyps, ids, meteor=options.meteor,
-                              idf="all" if protocol.strict else "scored")
-        metrics.update(text.metrics)
-        per_sample["bleu_stats"] = text.bleu_stats  # (N, 10): paired BLEU tests resample these
-        for k in ("cider", "rouge_l", "meteor"):
-            if k in text.per_image:
-                per_sample[k] = text.per_image[k]
-                if k != "meteor":
-                    mean_stats[k] = text.per_image[k]
-        truth_regions = truth.regions()[[truth.index[i] for i in ids]]
-        clue = clue_scores(region_matrix(captions), truth_regions)
-        metrics.update(clue.summary)
-        for k in CLUE_HEADLINE:
-            per_sample[k] = clue.per_image[k]
-            mean_stats[k] = clue.per_image[k]
-        if "meteor" in text.per_image:
-            mean_stats["meteor_segment_mean"] = text.per_image["meteor"]
+    order = registry.ordered(values)
+    ci: dict[str, tuple[float | None, float | None]] = {}
+    if options.n_boot > 0 and stats:
+        boot = Bootstrap(len(ids), n_boot=options.n_boot, seed=options.seed)
+        ci = {k: (_round(lo, protocol), _round(hi, protocol))
+              for k, (lo, hi) in boot.cis({k: (st.rows, st.fn) for k, st in stats.items()}).items()}
+    breakdown = {axis: _breakdown(groups, stats, protocol)
+                 for axis, groups in _groups(split, records).items()}
+    return ScoreResult(
+        protocol=protocol, split=split.name, tasks=tuple(tasks), n_truth=len(split), n_scored=len(ids),
+        n_missing=0, metrics={k: _round(values[k], protocol) for k in order},
+        ci95={k: ci[k] for k in registry.ordered(ci)},
+        ci_method=CI_METHOD.format(n_boot=options.n_boot, seed=options.seed) if ci else None,
+        breakdown=breakdown, metric_version=METRIC_VERSION, dataset_fingerprint=split.fingerprint,
+        submission_hash="", scorers=tuple(s.name for s in chosen), notes=notes, per_sample=per_sample)
 
-    def evaluate(subset: np.ndarray | None) -> dict[str, float]:
-        out = {}
-        for k, values in mean_stats.items():
-            v = values if subset is None else values[subset]
-            v = v[~np.isnan(v)]
-            out[k] = float(v.mean()) if len(v) else float("nan")
-        if text is not None:
-            stats = text.bleu_stats if subset is None else text.bleu_stats[subset]
-            for j, b in enumerate(bleu_from_totals(stats.sum(axis=0)), start=1):
-                out[f"bleu_{j}"] = float(b)
-        return out
 
-    # ---- uncertainty: every CI from the same replicates (NaN = not scored: a ratio of sums)
-    specs: dict[str, Any] = {}
-    for k, values in mean_stats.items():
-        ok = ~np.isnan(values)
-        specs[k] = (np.stack([np.where(ok, values, 0.0), ok.astype(float)], axis=1), _ratio_of_sums)
-    if text is not None:
-        specs["bleu"] = (text.bleu_stats, bleu_from_totals)
-    ci = boot.cis(specs)
-    if "bleu" in ci:
-        low, high = ci.pop("bleu")
-        ci.update({f"bleu_{j}": (float(low[j - 1]), float(high[j - 1])) for j in range(1, 5)})
-    if "meteor_segment_mean" in ci:
-        ci["meteor"] = ci.pop("meteor_segment_mean")
+def _groups(split: Split, records: list) -> dict[str, dict[str, np.ndarray]]:
+    """Per axis, group name -> (n,) bool membership of the scored images."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for axis in ("method", "source"):
+        labels = np.array([getattr(r, axis) for r in records])
+        out[axis] = {name: labels == name for name in sorted(set(labels.tolist()))}
+    regions = np.array([r.multilabel for r in records], dtype=bool).reshape(len(records), N_REGIONS)
+    out["region"] = {name: regions[:, j] for j, name in enumerate(REGIONS) if regions[:, j].any()}
+    return out
 
-    # ---- breakdowns by method and by source
-    breakdown: dict[str, dict[str, Any]] = {}
-    for key in BREAKDOWN_KEYS:
-        breakdown[key] = {}
-        for value in sorted(set(groups[key].tolist())):
-            subset = groups[key] == value
-            vals = evaluate(subset)  # METEOR here is the mean of segment scores, named so
-            breakdown[key][value] = {"n": int(subset.sum()),
-                                     "metrics": {k: _round(v, protocol) for k, v in sorted(vals.items())}}
-    metrics.pop("meteor_segment_mean", None)
 
-    summary: dict[str, Any] = {
-        "protocol": protocol.name,
-        "protocol_description": protocol.description,
-        "allow_missing": protocol.allow_missing,
-        "split": split.name,
-        "tasks": list(tasks),
-        "n_truth": len(split),
-        "n_scored": n,
-        "n_missing": n_missing,
-        "metrics": {k: _round(v, protocol) for k, v in sorted(metrics.items())},
-        "ci95": {k: [_round(lo, protocol), _round(hi, protocol)] for k, (lo, hi) in sorted(ci.items())},
-        "ci_method": CI_METHOD.format(n_boot=options.n_boot, seed=options.seed),
-        "breakdown": breakdown,
-        "mask_policy": EMPTY_TRUTH_POLICY if mask_pass is not None else None,
-        "clue_policy": CLUE_POLICY if captions is not None else None,
-        "metric_version": METRIC_VERSION,
-        "dataset_fingerprint": split.fingerprint,
-        "submission_hash": _submission_hash(sub, ids, mask_pass),
-        "warnings": warnings,
-        **extra_notes,
-    }
-    if manifest is not None:
-        summary["manifest"] = {"model": manifest.model, "team": manifest.team, "tasks": list(manifest.tasks)}
-    return ScoreResult(summary=summary, per_sample=per_sample)
+def _breakdown(groups: dict[str, np.ndarray], stats: dict[str, Statistic],
+               protocol: Protocol) -> dict[str, dict[str, Any]]:
+    """Every metric with a statistic, on every group: one matrix product per axis."""
+    if not groups:
+        return {}
+    names = list(groups)
+    membership = np.stack([groups[n] for n in names]).astype(np.float64)      # (G, n)
+    out = {name: {"n": int(groups[name].sum()), "metrics": {}} for name in names}
+    for key in registry.ordered(stats):
+        st = stats[key]
+        sums = membership @ st.rows                                            # (G, k)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            vals = np.asarray(st.fn(sums), dtype=np.float64)
+        for g, name in enumerate(names):
+            out[name]["metrics"][key] = _round(float(vals[g]), protocol)
+    return out

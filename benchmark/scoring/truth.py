@@ -209,6 +209,16 @@ class TruthCache:
         self._write("regions.pkl", {"ids": self.ids, "regions": matrix})
         return matrix
 
+    def cached(self, name: str, make):
+        """A truth-side value kept under `name` beside the masks (e.g. a metric's truth
+        embeddings), computed by `make()` the first time for this split."""
+        data = self._read(name)
+        if data is not None:
+            return data["value"]
+        value = make()
+        self._write(name, {"ids": self.ids, "value": value})
+        return value
+
     # ----------------------------------------------------------------- io
     def _bar(self, total: int, desc: str):
         """An `advance(k)` callable drawing a progress bar when asked for (no-op otherwise)."""

@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import BenchmarkError
+from benchmark.metrics import registry
+from benchmark.scoring.options import ScoreOptions
+from benchmark.scoring.options import add_arguments as add_score_arguments
+from benchmark.store.ranking import DEFAULT_ORDER
 from benchmark.store.rules import RULES, TEAM_ENTRY_CHOICES
 
 # SQLAlchemy and the scorer are imported inside the handlers: building the `mmtt` parser (for any
 # verb, `mmtt score` included) must stay cheap.
 
-HEADLINE_COLUMNS = ("iou", "f1", "precision", "recall", "auc", "cider", "bleu_4", "rouge_l", "meteor", "clue_f1")
-SUMMARY_ORDER = ("iou", "f1", "precision", "recall", "auc", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor",
-                 "rouge_l", "cider", "clue_f1")
 
 
 def _print_json(obj: object) -> None:
@@ -48,12 +49,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from benchmark.store.submission import SubmitRequest, submit
 
     request = SubmitRequest(path=Path(args.submission), data=Path(args.data), split=args.split, variant=args.variant,
-                            name=args.name,
-                            team=args.team, baseline=args.baseline, private=args.private, protocol=args.protocol,
-                            allow_missing=args.allow_missing, meteor=not args.no_meteor, n_boot=args.n_boot,
-                            seed=args.seed, daily_limit=args.daily_limit, max_upload_mb=args.max_upload_mb,
-                            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-                            progress=args.progress or sys.stderr.isatty())
+                            name=args.name, team=args.team, baseline=args.baseline, private=args.private,
+                            options=ScoreOptions.from_args(args), daily_limit=args.daily_limit,
+                            max_upload_mb=args.max_upload_mb)
     with _open(args) as board:
         outcome = submit(board, request)
     if args.json:
@@ -66,7 +64,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     print(f"protocol {s['protocol']}  metrics v{s['metric_version']}  data {s['dataset_fingerprint'][:19]}  "
           f"files {outcome.files_hash[:19]}")
     ci = s.get("ci95", {})
-    for m in [k for k in SUMMARY_ORDER if k in s["metrics"]]:
+    for m in [k for k in registry.headline() if k in s["metrics"]]:
         lo_hi = ci.get(m)
         interval = f"  [{_f(lo_hi[0], 0)}, {_f(lo_hi[1], 0)}]" if lo_hi and None not in lo_hi else ""
         print(f"  {m:<12}{_f(s['metrics'][m])}{interval}")
@@ -116,7 +114,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no scored entry on split {args.split} ({args.protocol})")
         return 0
-    cols = [m for m in metric_names(rows) if m in HEADLINE_COLUMNS or m == args.metric][:9]
+    cols = [m for m in metric_names(rows) if m in registry.brief() or m == args.metric][:9]
     def mark(r) -> str:
         return (" " if r.baseline or r.flagged else "") + ("*" if r.baseline else "") + ("!" if r.flagged else "")
 
@@ -127,7 +125,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         stamps = f"v{r.metric_version} {r.dataset_fingerprint[7:15]}" + (" stale" if r.stale else "")
         print(f"{r.rank:>4}  {r.entry + mark(r):<{we}}  {r.team:<{wt}}"
               + "".join("  " + _f(r.metrics.get(c)) for c in cols) + f"  {stamps}")
-    order = args.metric or "iou, then cider"
+    order = args.metric or ", then ".join(DEFAULT_ORDER)
     print(f"\nsplit {args.split}, protocol {args.protocol}; ranked by {order} (higher is better); "
           f"one entry per team ({team_entry}); * baseline (always shown), ! flagged; "
           "stamps: metric version, data fingerprint")
@@ -314,7 +312,7 @@ def cmd_entry(args: argparse.Namespace) -> int:
           + (", baseline" if d["baseline"] else "") + (f", flagged: {d.get('flag_reason', '')}" if d["flagged"] else ""))
     for d in details:
         if "metrics" in d:
-            shown = "  ".join(f"{m} {d['metrics'][m]:.4f}" for m in SUMMARY_ORDER if d["metrics"].get(m) is not None)
+            shown = "  ".join(f"{m} {d['metrics'][m]:.4f}" for m in registry.headline() if d["metrics"].get(m) is not None)
             print(f"  {d['split']}: {shown}  (v{d['metric_version']}, submission #{d['submission_id']})")
     return 0
 
@@ -377,16 +375,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--team", help="team (default: the manifest's)")
     p.add_argument("--baseline", action="store_true", help="a maintainer's baseline: always shown, no daily limit")
     p.add_argument("--private", action="store_true", help="keep the entry off the public board")
-    p.add_argument("--protocol", choices=("strict", "official"), default="strict")
-    p.add_argument("--allow-missing", action="store_true",
-                   help="strict: score ids without a prediction as an empty mask and explanation")
-    p.add_argument("--no-meteor", action="store_true", help="skip METEOR (the slowest metric)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for the 95%% CIs")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_score_arguments(p)
     p.add_argument("--daily-limit", type=int, help=f"override: {RULES['daily_limit'].help}")
     p.add_argument("--max-upload-mb", type=float, help=f"override: {RULES['max_upload_mb'].help}")
-    p.add_argument("--cache-dir", help="truth cache (default $MMTT_CACHE_DIR or ~/.cache/mmtt-bench)")
-    p.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
     p.add_argument("--json", action="store_true", help="print the stored result as one JSON object")
     _db_arg(p)
     p.set_defaults(func=cmd_submit)

@@ -16,37 +16,21 @@ BLEU is a corpus statistic: it is tested paired only when per-image n-gram stati
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
 
+from benchmark.metrics import registry
 from benchmark.metrics.stats import Bootstrap, percentile_interval
 from benchmark.store.db import StoreError
 from benchmark.store.detail import current_evaluation
 from benchmark.store.scores import metrics_of, samples_of
 
-MEAN_METRICS = ("iou", "f1", "precision", "recall", "cider", "rouge_l", "meteor", "clue_f1")
-BLEU_METRICS = ("bleu_4",)
 PAIRED = "paired bootstrap over images (same draws for both entries), percentile 95% interval"
 UNPAIRED_BLEU = ("not paired: corpus BLEU needs per-image n-gram statistics, not stored; "
                  "significant when the two stored 95% CIs do not overlap (conservative)")
-
-
-def _ratio(sums: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return sums[:, 0] / sums[:, 1]
-
-
-def _rows(values: np.ndarray) -> np.ndarray:
-    ok = ~np.isnan(values)
-    return np.stack([np.where(ok, values, 0.0), ok.astype(np.float64)], axis=1)
-
-
-def _bleu_stat(order: int):
-    from benchmark.metrics.text import bleu_from_totals
-
-    return lambda sums: bleu_from_totals(sums)[:, order - 1]
 
 
 def _result(diff: float, low, high, p, alpha: float, method: str, a, b) -> dict[str, Any]:
@@ -72,21 +56,19 @@ PairedSpec = tuple[np.ndarray, np.ndarray, Any]
 
 
 def paired_specs(cols_a: dict[str, Any], cols_b: dict[str, Any], ia: np.ndarray, ib: np.ndarray,
-                 metrics: tuple[str, ...] | list[str]) -> tuple[dict[str, PairedSpec], list[str]]:
-    """The paired-bootstrap rows of each metric both per-sample column sets hold, aligned by `ia`/`ib`
-    (positions of the same images in A and in B); also the BLEU metrics that cannot be paired
-    (no per-image n-gram statistics stored). Shared by `compare` and the robustness drops."""
+                 metrics: Iterable[str]) -> tuple[dict[str, PairedSpec], list[str]]:
+    """The paired-bootstrap rows of each metric whose statistic both per-sample column sets hold
+    (`registry.statistics_of`), aligned by `ia`/`ib` (positions of the same images in A and in B);
+    also the corpus metrics that cannot be paired (no per-image sufficient statistics stored).
+    Shared by `compare` and the robustness drops."""
     specs: dict[str, PairedSpec] = {}
     unpaired: list[str] = []
     for m in metrics:
-        if m in MEAN_METRICS and m in cols_a and m in cols_b:
-            specs[m] = (_rows(np.asarray(cols_a[m])[ia]), _rows(np.asarray(cols_b[m])[ib]), _ratio)
-        elif m in BLEU_METRICS:
-            if "bleu_stats" in cols_a and "bleu_stats" in cols_b:
-                specs[m] = (np.asarray(cols_a["bleu_stats"], dtype=np.float64)[ia],
-                            np.asarray(cols_b["bleu_stats"], dtype=np.float64)[ib], _bleu_stat(int(m.rsplit("_", 1)[1])))
-            else:
-                unpaired.append(m)
+        stat_a, stat_b = registry.statistics_of(cols_a, m), registry.statistics_of(cols_b, m)
+        if stat_a is not None and stat_b is not None:
+            specs[m] = (stat_a.rows[ia], stat_b.rows[ib], stat_a.fn)
+        elif (registry.metric(m) is not None) and registry.metric(m).reduction == "corpus":
+            unpaired.append(m)
     return specs, unpaired
 
 
@@ -142,7 +124,7 @@ def compare(session: Session, a: str, b: str, split: str, protocol: str = "stric
                            "n_boot": n_boot, "seed": seed, "alpha": alpha, "method": PAIRED, "metrics": {}}
     if len(common) != max(len(ids_a), len(ids_b)):
         out["note"] = f"compared on the {len(common)} images both entries were scored on"
-    wanted = MEAN_METRICS + tuple(m for m in BLEU_METRICS if m in stored_a and m in stored_b)
+    wanted = [m for m in registry.headline() if m in stored_a and m in stored_b]
     specs, unpaired = paired_specs(cols_a, cols_b, ia, ib, wanted)
     tests = paired_many(specs, n_boot=n_boot, seed=seed, alpha=alpha)
     for m, (ra, rb, fn) in specs.items():
@@ -176,7 +158,7 @@ def format_comparison(result: dict[str, Any]) -> str:
         lines.append(f"{m:<12}{f(r['a']):>10}{f(r['b']):>10}{f(r['diff']):>10}   {ci:<22}{p:>8}  {verdict}")
     lines.append("method: " + result["method"] + f"; alpha {result['alpha']}")
     if any(r["method"] == UNPAIRED_BLEU for r in result["metrics"].values()):
-        lines.append("bleu: " + UNPAIRED_BLEU)
+        lines.append("corpus metrics: " + UNPAIRED_BLEU)
     if result.get("note"):
         lines.append("note: " + result["note"])
     return "\n".join(lines)

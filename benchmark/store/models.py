@@ -251,7 +251,7 @@ class BreakdownScore(Base):
     __tablename__ = "breakdown_scores"
     __table_args__ = (
         UniqueConstraint("evaluation_id", "dimension", "group_name", "metric"),
-        CheckConstraint("dimension IN ('method', 'source')", name="dimension"),
+        CheckConstraint("dimension IN ('method', 'source', 'region')", name="dimension")  # BREAKDOWN_AXES,
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id", ondelete="CASCADE"))

@@ -24,13 +24,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from benchmark.metrics import METRIC_VERSION
+from benchmark.metrics import METRIC_VERSION, registry
 from benchmark.store.db import StoreError
 from benchmark.store.models import Entry, Evaluation, Score, Split, Submission, Team
 from benchmark.store.rules import TEAM_ENTRY_CHOICES
 
-DEFAULT_ORDER = ("iou", "cider")
-PRIMARY_METRIC = {"localization": "iou", "interpretation": "cider"}
+PRIMARY_METRIC = registry.primary()                  # task -> its ranking metric (IoU, CIDEr)
+DEFAULT_ORDER = tuple(PRIMARY_METRIC[t] for t in ("localization", "interpretation"))
 
 
 
@@ -154,7 +154,7 @@ def board_json(rows: list[BoardRow]) -> list[dict[str, Any]]:
 
 
 def metric_names(rows: list[BoardRow]) -> list[str]:
-    """Metrics present on a board, headline ones first (for columns)."""
-    headline = ("iou", "f1", "precision", "recall", "auc", "cider", "bleu_4", "rouge_l", "meteor", "clue_f1")
+    """Metrics present on a board, the compact terminal set first (for columns), then the rest."""
     present = {m for r in rows for m in r.metrics}
-    return [m for m in headline if m in present] + sorted(present - set(headline))
+    first = [m for m in registry.brief() if m in present]
+    return first + [m for m in registry.ordered(present) if m not in first]

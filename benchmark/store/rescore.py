@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from benchmark.data.split import load_split
 from benchmark.errors import BenchmarkError
+from benchmark.scoring.options import ScoreOptions
 from benchmark.store.board import Board
 from benchmark.store.db import StoreError
 from benchmark.store.faults import checkpoint
@@ -125,10 +126,9 @@ def rescore(board: Board, data: Path | str, *, split: str | None = None, entry: 
             if not t.files_hash:
                 raise StoreError(f"submission #{t.submission_id} has no kept files")
             options = json.loads(t.options or "{}")
-            request = SubmitRequest(path=Path(), data=Path(data), name=t.entry, split=t.split, protocol=t.protocol,
-                                    allow_missing=t.allow_missing, meteor=options.get("meteor", True),
-                                    n_boot=options.get("n_boot", 1000), seed=options.get("seed", 0),
-                                    cache_dir=cache_dir, progress=progress)
+            stored = ScoreOptions.from_stored(options, protocol=t.protocol, allow_missing=t.allow_missing,
+                                              cache_dir=cache_dir, progress=progress)
+            request = SubmitRequest(path=Path(), data=Path(data), name=t.entry, split=t.split, options=stored)
             with tempfile.TemporaryDirectory(prefix="mmtt-rescore-") as tmp:
                 root = board.files.materialize(t.files_hash, Path(tmp) / "submission")
                 result = scorer(root, data_split, request)

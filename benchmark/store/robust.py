@@ -10,10 +10,12 @@ Per entry, variant and headline metric (`ROBUST_METRICS`):
 - `clean`, `degraded`: the two stored scores; `drop = clean - degraded` (positive: worse when
   degraded) and `rel_drop = drop / clean`;
 - a 95% percentile interval of each from the *paired* bootstrap of `benchmark.store.compare`
-  (`paired_specs` / `paired_replicates`): every replicate resamples the same images in the clean
-  and the degraded run, so image difficulty cancels out. Per-image means are exact; corpus BLEU
-  is recomputed from resampled n-gram statistics; CIDEr-D is the mean of per-image scores with
-  the IDF of the split's references held fixed (the variant has the same references).
+  (`paired_specs` / `paired_replicates`, on the registry's per-image statistics): every replicate
+  resamples the same images in the clean and the degraded run, so image difficulty cancels out.
+  Per-image means are exact; corpus BLEU is recomputed from resampled n-gram statistics; CIDEr-D
+  is the mean of per-image scores with the IDF of the split's references held fixed (the variant
+  has the same references). A metric with no per-image statistic (pooled pixel AUC) gets its drop
+  without an interval (`paired: false`).
 Robustness rank (`RANK_RULE`): by the mean relative drop of IoU and CIDEr (those the entry has)
 over the three variants, smallest first; entries without all three variant runs are "not
 evaluated" (never scored as zero), and entries with a zero clean score have no relative drop.
@@ -33,15 +35,16 @@ from benchmark.data.robust import VARIANTS, make_variants, missing_variants, var
 from benchmark.data.split import Split as DataSplit
 from benchmark.data.split import load_split
 from benchmark.errors import BenchmarkError
+from benchmark.metrics import registry
 from benchmark.metrics.stats import percentile_interval
 from benchmark.store.compare import align, paired_replicates, paired_specs
 from benchmark.store.models import Entry, Evaluation, Split, Submission
 from benchmark.store.ranking import leaderboard
 from benchmark.store.scores import metrics_of, samples_of
 
-# The headline metrics with a paired CI (the one list to switch to the metric registry).
-ROBUST_METRICS = ("iou", "f1", "precision", "recall", "bleu_4", "meteor", "rouge_l", "cider", "clue_f1")
-RANK_METRICS = ("iou", "cider")
+# the registry's headline metrics; the rank uses each task's primary metric (IoU, CIDEr)
+ROBUST_METRICS = tuple(registry.headline())
+RANK_METRICS = tuple(registry.primary()[task] for task in ("localization", "interpretation"))
 RANK_RULE = ("ranked by the mean relative drop (clean - degraded) / clean of IoU and CIDEr (those the entry "
              "has) over the three variants (downscale, blur, both); smallest drop first; entries without all "
              "three variant runs are not evaluated, entries with a zero clean score have no relative drop")
@@ -250,11 +253,13 @@ def robustness(session: Session, split: str, *, protocol: str = "strict", team_e
             if not common:
                 row.notes.append(f"{variant}: no scored image in common with the clean run")
                 continue
-            specs, unpaired = paired_specs(clean_cols, var_cols, ia, ib, [m for m in ROBUST_METRICS if m in row.clean])
-            row.variants[variant] = {}
             stored = {m: v for m, (v, _, _) in metrics_of(session, ev_id).items()}
-            for m in unpaired:
-                row.variants[variant][m] = _unpaired(row.clean.get(m), stored.get(m))
+            wanted = [m for m in ROBUST_METRICS if m in row.clean and stored.get(m) is not None]
+            specs, _ = paired_specs(clean_cols, var_cols, ia, ib, wanted)
+            row.variants[variant] = {}
+            for m in wanted:   # no per-image statistic stored (pooled AUC, older corpus rows): no interval
+                if m not in specs:
+                    row.variants[variant][m] = _unpaired(row.clean.get(m), stored.get(m))
             group = groups.setdefault(len(common), {})
             for m, spec in specs.items():
                 group[(r.entry, variant, m)] = spec

@@ -34,6 +34,7 @@ from benchmark.data.split import Split as DataSplit
 from benchmark.data.split import load_split
 from benchmark.errors import BenchmarkError
 from benchmark.metrics import METRIC_VERSION
+from benchmark.scoring.options import ScoreOptions
 from benchmark.store.board import Board
 from benchmark.store.errors import RuleError, StoreError
 from benchmark.store.faults import checkpoint
@@ -75,15 +76,17 @@ class SubmitRequest:
     team: str | None = None
     baseline: bool = False
     private: bool = False
-    protocol: str = "strict"
-    allow_missing: bool = False
-    meteor: bool = True
-    n_boot: int = 1000
-    seed: int = 0
+    options: ScoreOptions = field(default_factory=ScoreOptions)
     daily_limit: int | None = None
     max_upload_mb: float | None = None
-    cache_dir: Path | None = None
-    progress: bool = False
+
+    @property
+    def protocol(self) -> str:
+        return self.options.protocol
+
+    @property
+    def allow_missing(self) -> bool:
+        return self.options.allow_missing
 
     @property
     def target_split(self) -> str:
@@ -92,7 +95,7 @@ class SubmitRequest:
 
     def options_json(self) -> str:
         """The scoring options other than protocol: kept so a re-score repeats them exactly."""
-        return json.dumps({"meteor": self.meteor, "n_boot": self.n_boot, "seed": self.seed}, sort_keys=True)
+        return json.dumps(self.options.fingerprint(), sort_keys=True)
 
 
 @dataclass
@@ -201,12 +204,9 @@ def _check_manifest_split(manifest: Manifest, target: str, path: Path) -> None:
 
 
 def default_scorer(path: Path, split: DataSplit, request: SubmitRequest):
-    from benchmark.scoring.score import ScoreOptions, score_submission
+    from benchmark.scoring.score import score_submission
 
-    options = ScoreOptions(protocol=request.protocol, allow_missing=request.allow_missing, meteor=request.meteor,
-                           n_boot=request.n_boot, seed=request.seed, cache_dir=request.cache_dir,
-                           progress=request.progress)
-    return score_submission(path, split, options)
+    return score_submission(path, split, request.options)
 
 
 def submit(board: Board, request: SubmitRequest, *, scorer: Callable | None = None) -> SubmitOutcome:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 from benchmark.metrics import METRIC_VERSION
+from benchmark.scoring.score import BREAKDOWN_AXES
 from benchmark.store.detail import HiddenSplitError
 from leaderboard_app import queries
 from leaderboard_app.present import (
     DEFAULT_COLUMNS,
+    HEADLINE,
     METRIC_HELP,
     OPTIONAL_COLUMNS,
     TASK_FILTERS,
@@ -36,8 +38,8 @@ whether a difference is real.
 CIDEr. *Rank by* re-ranks on any metric. One entry per team (its best) unless *every entry of a team*
 is on; **★ baselines** are always shown; **⚑ flagged** entries are under review.
 *Scorer* is the version of the metric code behind the numbers (*stale*: scored by older code or
-truth, a re-score is due); *protocol* is the scoring rule set. The *method* and *source* views
-switch the numbers to one manipulation method or image source (no intervals there).
+truth, a re-score is due); *protocol* is the scoring rule set. The *method*, *source* and *region*
+views switch the numbers to one manipulation method, image source or facial region (no intervals there).
 """
 
 RANK_PX, ENTRY_PX, DETAILS_PX = 56, 240, 72   # fixed: the first columns stay put while scrolling
@@ -74,10 +76,11 @@ with c_task:
 c_view, c_group, c_search, c_more = st.columns([1.5, 1, 1.3, 1.2])
 with c_view:
     dimension = st.segmented_control(
-        "Images", ["all", "method", "source"], default="all", key="board_view", disabled=split["hidden"],
-        format_func=lambda d: {"all": "All images", "method": "By method", "source": "By source"}[d],
+        "Images", ["all", *BREAKDOWN_AXES], default="all", key="board_view", disabled=split["hidden"],
+        format_func=lambda d: "All images" if d == "all" else f"By {d}",
         help="Hidden splits publish aggregate scores only." if split["hidden"] else
-        "Switch the numbers to one manipulation method or image source.") or "all"
+        "Switch the numbers to one manipulation method, image source or facial region (an image counts in "
+        "every region its truth explanation names).") or "all"
 breakdowns: dict = {}
 view = Breakdown()
 if dimension != "all" and not split["hidden"]:
@@ -108,8 +111,7 @@ rows = apply_breakdown(rows, breakdowns, view, metric)
 rows = search(by_task(rows, task), query)
 
 with st.expander("Columns", expanded=False):
-    chosen_metrics = st.multiselect("Metrics", metrics, default=[m for m in metrics if m in METRIC_HELP
-                                                                 and m != "auc"],
+    chosen_metrics = st.multiselect("Metrics", metrics, default=[m for m in metrics if m in dict(HEADLINE)],
                                     format_func=label, key="board_metrics")
     chosen_cols = st.multiselect("Other columns", OPTIONAL_COLUMNS, default=list(DEFAULT_COLUMNS) + ["Details"],
                                  key="board_columns")

@@ -8,6 +8,8 @@ import streamlit as st
 
 from benchmark.errors import BenchmarkError
 from benchmark.store.detail import HiddenSplitError
+from benchmark.metrics import registry
+from benchmark.store.ranking import PRIMARY_METRIC
 from leaderboard_app import queries
 from leaderboard_app.present import (
     BREAKDOWN_ALIASES,
@@ -24,7 +26,7 @@ from leaderboard_app.present import (
 from leaderboard_app.ui import PROTOCOLS, board_or_stop, config, error, stamps_caption, text
 
 PER_PAGE = 6
-SAMPLE_METRICS = ("iou", "f1", "precision", "recall", "cider", "rouge_l", "meteor", "clue_f1")
+SAMPLE_METRICS = tuple(m.per_image for m in registry.metrics().values() if m.headline and m.per_image)
 
 cfg = config()
 board_or_stop(cfg)
@@ -79,7 +81,7 @@ if any(url for _, url in links):
 
 # ------------------------------------------------------------------------------ metrics
 metrics, ci = d["metrics"], d["ci95"]
-top = [m for m in ("iou", "f1", "cider", "clue_f1") if metrics.get(m) is not None]
+top = [m for m in PRIMARY_METRIC.values() if metrics.get(m) is not None]
 if top:
     for col, m in zip(st.columns(len(top) + 2), top):
         lo_hi = ci.get(m)
@@ -187,7 +189,7 @@ c_method, c_order, c_page = st.columns([1.2, 1.2, 1])
 methods = sorted(set(samples["method"])) if "method" in samples else []
 with c_method:
     method = st.selectbox("Method", ["all"] + methods, key="gallery_method")
-sort_metric = next((m for m in ("iou", "cider", "clue_f1") if m in samples), None)
+sort_metric = next((m for m in PRIMARY_METRIC.values() if m in samples), None)
 with c_order:
     order_by = st.selectbox("Order", ["split order"] + ([f"worst {label(sort_metric)} first",
                                                          f"best {label(sort_metric)} first"] if sort_metric else []),

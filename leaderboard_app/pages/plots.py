@@ -10,7 +10,8 @@ import streamlit as st
 from benchmark.errors import BenchmarkError
 from benchmark.store.detail import HiddenSplitError
 from leaderboard_app import queries
-from leaderboard_app.present import BREAKDOWN_ALIASES, HEADLINE, board_metrics, label, md_escape, scaled
+from leaderboard_app.present import (BREAKDOWN_ALIASES, HEADLINE, MASK_METRICS, TEXT_METRICS, board_metrics, label,
+                                     md_escape, scaled)
 from leaderboard_app.ui import board_or_stop, config, protocol_picker, split_picker, stamps_caption
 
 TOP_N = 30
@@ -61,8 +62,8 @@ color = alt.Color("kind:N", title=None, scale=alt.Scale(domain=["entry", "baseli
 # ------------------------------------------------------------ localization vs interpretation
 st.subheader("Localization vs interpretation")
 c_x, c_y = st.columns(2)
-mask_opts = [m for m in ("iou", "f1", "precision", "recall", "auc") if m in present] or present
-text_opts = [m for m in ("cider", "bleu_4", "rouge_l", "meteor", "clue_f1") if m in present] or present
+mask_opts = [m for m in MASK_METRICS if m in present] or present
+text_opts = [m for m in TEXT_METRICS if m in present] or present
 with c_x:
     mx = st.selectbox("Horizontal", mask_opts, format_func=label, key="plots_x")
 with c_y:

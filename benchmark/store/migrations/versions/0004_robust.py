@@ -2,7 +2,7 @@
 records the entry's clean submission it is linked to.
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0005
 Create Date: 2026-12-01
 
 Both columns are nullable, so existing rows need no backfill: every split on an older board is a
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0001"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
