@@ -82,12 +82,13 @@ def test_compare_needs_shared_metrics_and_the_cli_prints_json(world: World) -> N
 
 def test_one_pass_equals_paired_bootstrap_per_metric() -> None:
     from benchmark.metrics.stats import paired_bootstrap
-    from benchmark.store.compare import _ratio, _rows, paired_many
+    from benchmark.metrics.registry import mean_statistic
+    from benchmark.store.compare import paired_many
 
     rng = np.random.default_rng(0)
     a, b = rng.random(40), rng.random(40)
     a[3] = np.nan
-    ra, rb = _rows(a), _rows(b)
+    ra, rb, _ratio = mean_statistic(a).rows, mean_statistic(b).rows, mean_statistic(a).fn
     many = paired_many({"x": (ra, rb, _ratio), "y": (rb, ra, _ratio)}, n_boot=300, seed=4, alpha=0.05)
     for name, (p, q) in {"x": (ra, rb), "y": (rb, ra)}.items():
         one = paired_bootstrap(p, q, sum_statistic=_ratio, n_boot=300, seed=4)
