@@ -215,6 +215,11 @@ def test_cli_submit_variant_and_robust_leaderboard(robust_world: World) -> None:
     assert text.returncode == 0 and "not evaluated" in text.stdout and "rule: ranked by the mean relative drop" in text.stdout
     assert cli("submit", world.submission("model-a"), "--data", world.data, "--db", world.db, "--name", "model-a",
                "--variant", "sharpen").returncode == 2
+    listed = cli("split", "list", "--db", world.db)
+    assert "blur variant of test" in listed.stdout
+    rescored = cli("rescore", "--data", world.data, "--db", world.db, "--json")   # variants re-score like any split
+    assert rescored.returncode == 0, rescored.stderr
+    assert {i["split"] for i in json.loads(rescored.stdout)["items"]} >= {"test", "test_blur"}
 
 
 def test_a_newer_clean_submission_unlinks_the_old_variant_runs(robust_world: World) -> None:

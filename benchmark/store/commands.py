@@ -268,7 +268,8 @@ def cmd_split_list(args: argparse.Namespace) -> int:
     else:
         for s in splits:
             print(f"{s['name']:<16}{s['n_items']:>7} items {s['n_entries']:>5} entries  "
-                  f"{'hidden' if s['hidden'] else 'public':<7} {s['fingerprint'][:23]}")
+                  f"{'hidden' if s['hidden'] else 'public':<7} {s['fingerprint'][:23]}"
+                  + (f"  {s['variant']} variant of {s['base']}" if s.get("variant") else ""))
     return 0
 
 
