@@ -183,3 +183,47 @@ def test_robustness_page_in_a_real_browser(robust_world: BoardWorld, tmp_path: P
             proc.kill()
             proc.wait()
     print(f"\nrobustness screenshot: {ARTIFACTS / 'robustness.png'}")
+
+
+def test_submit_page_links_a_variant_upload_to_the_clean_entry(robust_world: BoardWorld, monkeypatch,
+                                                               tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from benchmark.store.models import Submission
+    from tests.test_board_helpers import TEAM_TOKEN_TEAM
+    from tests.test_board_submit import zipped
+
+    world = robust_world.clone(tmp_path / "board")
+    world = BoardWorld(root=world.root, data=robust_world.data, records=world.records, db=world.db, token=world.token)
+    records = json.loads((world.data / "test-mutilabel_blur.json").read_text())
+    blur = zipped(write_submission(tmp_path / "blur", records, seed=8,
+                                   manifest={"model": "web", "team": TEAM_TOKEN_TEAM, "split": "test_blur"}))
+    clean = zipped(world.submission("webby", team=TEAM_TOKEN_TEAM, seed=9))
+
+    def upload(payload: bytes, variant: str) -> AppTest:
+        world.env(monkeypatch)
+        at = AppTest.from_file(str(APP), default_timeout=90)
+        at.run()
+        at.switch_page("pages/submit.py").run()
+        assert "test_blur" not in at.selectbox(key="submit_split").options   # variants are picked as images
+        at.text_input(key="submit_token").set_value(world.token)
+        at.text_input(key="submit_name").set_value("webby")
+        at.selectbox(key="submit_variant").set_value(variant)
+        at.file_uploader(key="submit_file").upload("sub.zip", payload, "application/zip")
+        at.button[0].click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    at = upload(blur, "blur")                                 # no clean submission yet
+    assert any("submit the clean run first" in e.value for e in at.error)
+    at = upload(clean, "clean")
+    assert at.success
+    at = upload(clean, "blur")                                # clean predictions as the blur run
+    assert any("names no split" in e.value for e in at.error)
+    at = upload(blur, "blur")
+    assert at.success and "test\\_blur" in at.success[0].value   # (markdown-escaped)
+    with Board.open(world.url, upgrade=False) as board:
+        subs = board.db.read(lambda s: [(r.split_name, r.status, r.clean_submission_id, r.id)
+                                        for r in s.scalars(select(Submission).where(Submission.entry_name == "webby"))])
+    scored = {split: (clean_id, sid) for split, status, clean_id, sid in subs if status == "scored"}
+    assert scored["test_blur"][0] == scored["test"][1]

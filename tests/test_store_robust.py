@@ -150,6 +150,8 @@ def test_variant_submission_is_linked_to_the_clean_one_and_never_crosses_boards(
                                         manifest={"model": "m", "team": "team-a", "split": "test"})
         with pytest.raises(StoreError, match="made for split 'test'"):
             submit(board, world.request(tagged_clean, "model-a", variant="both"))
+        with pytest.raises(StoreError, match="names no split"):   # an unlabelled run is not taken as a variant
+            submit(board, world.request(clean_path, "model-a", variant="both"))
 
         out = submit(board, world.request(blur, "model-a", variant="blur"))
         assert out.split == "test_blur" and not out.duplicate

@@ -193,8 +193,12 @@ def variant_target(split: str, variant: str | None) -> tuple[str, str | None, st
 
 
 def _check_manifest_split(manifest: Manifest, target: str, path: Path) -> None:
-    """A manifest that names its split must name the target: predictions made on degraded images
-    never land on the clean board, nor clean ones on a variant (whatever the protocol)."""
+    """A manifest that names its split must name the target, and a variant submission's manifest
+    must name it: predictions made on degraded images never land on the clean board, nor clean ones
+    on a variant (whatever the protocol). `mmtt run` writes the split into every manifest."""
+    if not manifest.split and parse_split_name(target)[1]:
+        raise StoreError(f"{path}: manifest.json names no split; a robustness-variant submission must say it was "
+                         f"made for '{target}' (\"split\": \"{target}\"; `mmtt run --robust` writes it)")
     if manifest.split and manifest.split != target:
         made_variant = parse_split_name(manifest.split)[1]
         hint = (f"submit it with --variant {made_variant}" if made_variant and not parse_split_name(target)[1]
