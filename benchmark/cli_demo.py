@@ -120,14 +120,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
     t0 = _step(f"3/5 running every model through the harness on eval, test and test's robustness variants "
                f"({slots} at a time)")
-    from benchmark.data.robust import VARIANTS, make_variants, missing_variants, variant_split_name
+    from benchmark.data.robust import make_variants, missing_variants
 
     missing = missing_variants(data, ROBUST_SPLIT)
-    if missing:
+    if missing:   # made once here, not by each job's `run --robust` at the same time
         t1 = time.perf_counter()
         make_variants(data, ROBUST_SPLIT, missing)
         print(f"   wrote the {', '.join(missing)} variant(s) of {ROBUST_SPLIT} ({time.perf_counter() - t1:.1f} s)")
-    variant_splits = [variant_split_name(ROBUST_SPLIT, v) for v in VARIANTS]
     for e in entries:
         if e.needs == "checkpoint":
             print(f"   {e.name:<20} not run: needs pretrained weights (`mmtt run {e.name} --checkpoint DIR`), "
@@ -136,9 +135,10 @@ def run_demo(args: argparse.Namespace) -> int:
     runs: list[tuple[str, str, Path]] = []
     jobs = []
     for e in sorted(runnable, key=lambda e: -RUN_COST.get(e.name, 0)):
-        for split in (*SPLITS, *variant_splits):   # the layout of `mmtt run --robust`: runs/MODEL/test_blur
+        for split in SPLITS:   # test with --robust: runs/MODEL/test, then runs/MODEL/test_{downscale,blur,both}
             out = workdir / "runs" / e.name / split
             extra = ["--checkpoint", str(ckpts / e.name)] if e.needs == "training" else []
+            extra += ["--robust"] if split == ROBUST_SPLIT else []
             jobs.append(Job(f"{e.name} {split}", ["run", e.name, "--data", str(data), "--split", split,
                                                   "--out", str(out), "--device", args.device, "--json",
                                                   "--quiet", *extra],
@@ -151,15 +151,12 @@ def run_demo(args: argparse.Namespace) -> int:
     for split in SPLITS:
         robust = ["--robust", "--quiet"] if split == ROBUST_SPLIT else []
         _cli("split", "add", "--data", str(data), "--split", split, "--db", str(db), "--update", *robust, capture=True)
-    jobs = []
-    for name, split, out in sorted(runs, key=lambda r: -RUN_COST.get(r[0], 0)):
-        base, variant = (ROBUST_SPLIT, split.rsplit("_", 1)[1]) if split in variant_splits else (split, None)
-        # a variant run is linked to the entry's clean submission: it goes in after that one
-        extra = ["--variant", variant, *VARIANT_SUBMIT] if variant else []
-        jobs.append(Job(f"{name} {split}", ["submit", str(out), "--data", str(data), "--split", base, "--db", str(db),
-                                            "--name", name, "--baseline", "--json", *extra],
-                        logs / f"submit-{name}-{split}.log", on_done=_submitted,
-                        after=(f"{name} {ROBUST_SPLIT}",) if variant else ()))
+    # test with --robust: the clean run, then each variant run linked to it (`mmtt submit --robust`)
+    jobs = [Job(f"{name} {split}", ["submit", str(out), "--data", str(data), "--split", split, "--db", str(db),
+                                    "--name", name, "--baseline", "--json",
+                                    *(["--robust"] if split == ROBUST_SPLIT else [])],
+                logs / f"submit-{name}-{split}.log", on_done=_submitted)
+            for name, split, out in sorted(runs, key=lambda r: -RUN_COST.get(r[0], 0))]
     run_jobs(jobs, slots=slots, env=env)
     _done(t0)
 
@@ -176,9 +173,6 @@ def run_demo(args: argparse.Namespace) -> int:
     _cli("board", "--db", str(db), "--data", str(data), "--port", str(args.port))
     return 0
 
-
-# scoring options of the variant submissions (the clean ones use the defaults)
-VARIANT_SUBMIT: tuple[str, ...] = ()
 
 # rough seconds on one core at the default size: the scheduler starts the long jobs first
 TRAIN_COST = {"forgerytalker-tiny": 280, "unet": 200, "segformer": 170, "retrieval": 90}
@@ -198,18 +192,27 @@ def _trained(job, seconds: float) -> None:
 
 
 def _ran(job, seconds: float) -> None:
-    log = _json_output(job)
-    how = ("reusing the finished run" if log.get("already_complete")
-           else f"{log.get('computed_items', 0)} images, {log.get('images_per_s') or 0:.1f}/s")
+    out = _json_output(job)
+    logs = list(out["logs"].values()) if "logs" in out else [out]   # `run --robust`: one log per split
+    if all(log.get("already_complete") for log in logs):
+        how = "reusing the finished run" + ("s" if len(logs) > 1 else "")
+    else:
+        how = (f"{sum(log.get('computed_items', 0) for log in logs)} images"
+               + (f" over {len(logs)} splits (clean + robustness variants)" if len(logs) > 1
+                  else f", {logs[0].get('images_per_s') or 0:.1f}/s"))
     name, split = job.name.rsplit(" ", 1)
     print(f"   {name:<20} {split:<14} {seconds:6.1f} s  {how}", flush=True)
 
 
 def _submitted(job, seconds: float) -> None:
-    result = _json_output(job)
-    metrics = result.get("metrics", {})
+    results = _json_output(job)
+    results = results if isinstance(results, list) else [results]   # `submit --robust`: clean, then variants
+    metrics = results[0].get("metrics", {})
     shown = "  ".join(f"{k} {metrics[k]:.3f}" for k in registry.primary().values() if metrics.get(k) is not None)
-    if result.get("duplicate"):
-        shown += "  (unchanged: these files are already scored)"
+    if len(results) > 1:
+        shown += f"  (+ {len(results) - 1} robustness variants)"
+    unchanged = sum(1 for r in results if r.get("duplicate"))
+    if unchanged:
+        shown += "  (unchanged" + (f" x{unchanged}" if unchanged > 1 else "") + ": these files are already scored)"
     name, split = job.name.rsplit(" ", 1)
     print(f"   {name:<20} {split:<14} {seconds:6.1f} s  {shown}", flush=True)

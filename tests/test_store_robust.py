@@ -238,3 +238,23 @@ def test_a_newer_clean_submission_unlinks_the_old_variant_runs(robust_world: Wor
         (row,) = board.db.read(lambda s: robustness(s, "test", n_boot=100)).rows
         assert row.status == "not evaluated" and row.rank is None
         assert any("resubmit the variant runs" in n for n in row.notes)
+
+
+def test_submit_robust_takes_the_clean_run_and_the_variant_runs_beside_it(robust_world: World) -> None:
+    world = robust_world
+    clean = world.submission("model-r")
+    for k, v in enumerate(VARIANTS):   # laid out as `mmtt run --robust` writes them
+        records = json.loads((world.data / f"test-mutilabel_{v}.json").read_text())
+        write_submission(clean.with_name(f"{clean.name}_{v}"), records, seed=20 + k,
+                         manifest={"model": "model-r", "team": "team-a", "split": f"test_{v}"})
+    out = cli("submit", clean, "--data", world.data, "--db", world.db, "--name", "model-r", "--robust",
+              "--no-meteor", "--n-boot", "50", "--json")
+    assert out.returncode == 0, out.stderr
+    results = json.loads(out.stdout)
+    assert [r["split"] for r in results] == ["test", "test_downscale", "test_blur", "test_both"]
+    again = json.loads(cli("submit", clean, "--data", world.data, "--db", world.db, "--name", "model-r", "--robust",
+                           "--no-meteor", "--n-boot", "50", "--json").stdout)
+    assert all(r["duplicate"] for r in again)
+    lonely = world.submission("model-s", seed=4)
+    bad = cli("submit", lonely, "--data", world.data, "--db", world.db, "--name", "model-s", "--robust")
+    assert bad.returncode == 2 and "no variant run beside it" in bad.stderr

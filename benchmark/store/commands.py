@@ -45,18 +45,42 @@ def _f(v: Any, width: int = 8) -> str:
 
 
 # ------------------------------------------------------------------------------------- submit
+def robust_submissions(path: Path) -> list[tuple[str | None, Path]]:
+    """(variant, folder) of `submit --robust`: the clean run `path`, then the variant runs beside it
+    as `mmtt run --robust` lays them out (`path_downscale`, `path_blur`, `path_both`)."""
+    from benchmark.data.robust import VARIANTS
+
+    found = [(v, path.with_name(f"{path.name}_{v}")) for v in VARIANTS]
+    found = [(v, p) for v, p in found if p.exists()]
+    if not found:
+        raise BenchmarkError(f"{path}: no variant run beside it ({path.name}_downscale, _blur, _both; "
+                             "written by `mmtt run --robust`)")
+    return [(None, path), *found]
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from benchmark.store.submission import SubmitRequest, submit
 
-    request = SubmitRequest(path=Path(args.submission), data=Path(args.data), split=args.split, variant=args.variant,
-                            name=args.name, team=args.team, baseline=args.baseline, private=args.private,
-                            options=ScoreOptions.from_args(args), daily_limit=args.daily_limit,
-                            max_upload_mb=args.max_upload_mb)
+    if args.robust and args.variant:
+        raise BenchmarkError("--robust submits the clean run and every variant run beside it; drop --variant")
+    runs = robust_submissions(Path(args.submission)) if args.robust else [(args.variant, Path(args.submission))]
+    outcomes = []
     with _open(args) as board:
-        outcome = submit(board, request)
+        for variant, path in runs:   # each atomically; the clean one first (variants link to it)
+            request = SubmitRequest(path=path, data=Path(args.data), split=args.split, variant=variant,
+                                    name=args.name, team=args.team, baseline=args.baseline, private=args.private,
+                                    options=ScoreOptions.from_args(args), daily_limit=args.daily_limit,
+                                    max_upload_mb=args.max_upload_mb)
+            outcomes.append(submit(board, request))
     if args.json:
-        _print_json(outcome.to_json())
+        _print_json([o.to_json() for o in outcomes] if args.robust else outcomes[0].to_json())
         return 0
+    for outcome in outcomes:
+        _print_outcome(outcome)
+    return 0
+
+
+def _print_outcome(outcome) -> None:
     s = outcome.summary
     what = "already scored (identical files), submission" if outcome.duplicate else "scored submission"
     print(f"{what} #{outcome.submission_id}: entry '{outcome.entry}' (team {outcome.team}) on split "
@@ -70,7 +94,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(f"  {m:<12}{_f(s['metrics'][m])}{interval}")
     for w in (s.get("warnings") or [])[:10]:
         print(f"warning: {w}")
-    return 0
 
 
 # ------------------------------------------------------------------------------------ rescore
@@ -372,6 +395,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--variant", choices=("downscale", "blur", "both"),
                    help="predictions on a robustness variant of --split (run with `mmtt run ... --robust`); "
                         "linked to the entry's clean submission on --split by --name")
+    p.add_argument("--robust", action="store_true",
+                   help="submit SUBMISSION (the clean run) and then each variant run beside it "
+                        "(SUBMISSION_downscale, _blur, _both, as `mmtt run --robust` writes them); --json: a list")
     p.add_argument("--name", required=True, help="entry name on the board (unique; resubmitting updates it)")
     p.add_argument("--team", help="team (default: the manifest's)")
     p.add_argument("--baseline", action="store_true", help="a maintainer's baseline: always shown, no daily limit")
