@@ -17,7 +17,8 @@ from benchmark.store.board import Board
 from benchmark.store.compare import compare
 from benchmark.store.detail import entry_detail
 from benchmark.store.ranking import leaderboard
-from leaderboard_app.present import fmt_ci
+from benchmark.metrics import registry
+from leaderboard_app.present import fmt_ci, label
 from tests.test_board_helpers import INJECT_NAME, BoardWorld, board_world  # noqa: F401
 
 APP = Path(__file__).resolve().parents[1] / "leaderboard_app" / "app.py"
@@ -199,9 +200,7 @@ def test_compare_shows_paired_verdicts_per_metric(board_world, monkeypatch) -> N
         ref = board.db.read(lambda s: compare(s, "alpha", "beta", "test", n_boot=50, public=True))
     beta = details[details["Other"] == "beta"]
     for m, r in ref["metrics"].items():
-        row = beta[beta["Metric"] == {"iou": "IoU", "f1": "F1", "precision": "Precision", "recall": "Recall",
-                                       "cider": "CIDEr", "rouge_l": "ROUGE-L", "clue_f1": "Clue F1",
-                                       "bleu_4": "BLEU-4"}[m]].iloc[0]
+        row = beta[beta["Metric"] == label(m)].iloc[0]
         assert row["Difference"] == pytest.approx(r["diff"] * 100)
         assert row["p"] == pytest.approx(r["p_value"])
         expected = ("no significant difference" if not r["significant"] else
@@ -209,7 +208,8 @@ def test_compare_shows_paired_verdicts_per_metric(board_world, monkeypatch) -> N
         assert row["Verdict"] == expected
     matrix = at.dataframe[1].value
     assert matrix.columns.tolist() == ["Metric", "talker", "beta"]
-    assert set(details[details["Other"] == "talker"]["Metric"]) <= {"CIDEr", "ROUGE-L", "Clue F1", "BLEU-4"}
+    assert set(details[details["Other"] == "talker"]["Metric"]) <= {label(m) for m in registry.headline("text")
+                                                                    + registry.headline("clue")}
 
 
 # --------------------------------------------------------------------------------- plots
