@@ -98,10 +98,30 @@ def cmd_score(args: argparse.Namespace) -> int:
     split = load_split(Path(args.data), args.split)
     options = ScoreOptions.from_args(args)
     result = score_submission(Path(args.submission), split, options, masks=args.masks)
+    if args.timings:
+        print(json.dumps({"timings": {k: round(v, 3) for k, v in result.timings.items()}}), file=sys.stderr)
     if args.json:
         _print_json(result.to_json())
     else:
         print(format_report(result.summary))
+    return 0
+
+
+# ---------------------------------------------------------------- metrics
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from benchmark.metrics import registry
+
+    rows = registry.describe()
+    if args.json:
+        _print_json(rows)
+        return 0
+    print(f"{'key':<22}{'scorer':<10}{'family':<10}{'reduction':<10}{'on by default':<17}what")
+    for r in rows:
+        when = ("strict+official" if r["official"] else "strict") if r["default"] else "on request"
+        if r["scorer"] == "semantic":
+            when = "--embed-model"
+        print(f"{r['key']:<22}{r['scorer']:<10}{r['family']:<10}{r['reduction']:<10}{when:<17}{r['help']}")
+    print("\nselect with --metrics NAMES / --skip NAMES (scorer names or metric keys, comma-separated)")
     return 0
 
 
@@ -146,8 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--masks", help="mask folder (default: masks/ in the submission, or its only folder)")
     add_score_arguments(p)
+    p.add_argument("--timings", action="store_true", help="print the wall time of each stage on stderr (JSON)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("metrics", help="list the metrics (the registry): key, scorer, family, how it reduces")
+    p.add_argument("--json", action="store_true", help="one JSON list")
+    p.set_defaults(func=cmd_metrics)
 
     from benchmark.cli_models import add_parsers as add_model_parsers
     from benchmark.cli_convert import add_parsers as add_convert_parsers

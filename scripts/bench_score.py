@@ -1,15 +1,23 @@
-"""Time `mmtt score` against a plain reference run of the official protocol on the same data.
+"""Time `mmtt score` at full size against the official script and a plain reference, in one go.
 
 Generates a full-size test split (21,679 items, 512 px truth masks, explanations of realistic
-length) and a submission (224 px predicted masks, explanations), then runs, each in its own
-process so that wall time and peak memory are measured alike:
-  1. the reference: `benchmark.scoring.reference` (per-image PIL/numpy loop + fresh pycocoevalcap);
-  2. `mmtt score --protocol official` with an empty truth cache (first scoring of a dataset);
-  3. the same again (re-scoring: truth cache warm) — the case the >= 5x target is about;
-  4. `mmtt score` under the strict protocol (warm), with every extra the board shows.
-It checks the official numbers agree to 1e-6 and prints the ratios.
+length) and a submission (224 px predicted masks, 5% of them at 512 px, explanations), then runs,
+each in its own process tree so that wall time, CPU time and peak memory are measured alike
+(peak memory per process, Python and Java apart):
+  1. the official `scripts/evaluation/evaluate_metrics.py --num_workers 2`, with `--official PATH`
+     (a checkout of the official repository or the script itself; it is run, never imported);
+  2. the project's plain reference of the same protocol (`benchmark.scoring.reference`: a per-image
+     PIL/numpy loop and a fresh pycocoevalcap run);
+  3. `mmtt score --protocol official`, empty truth cache (first scoring of a dataset);
+  4. the same again, truth cache warm (a re-score);
+  5. `mmtt score` strict with everything the board shows (METEOR, 1,000-replicate CIs,
+     breakdowns by method / source / region, clues), warm;
+  6. warm official re-scores of the first 3,000 and 10,000 items (cost vs size);
+and the floor: decoding every predicted PNG once (PIL), CPU seconds / 2 cores.
+It checks the official-protocol numbers agree with the reference (and the official script) to
+1e-6, prints ratios and each run's per-stage wall times (`mmtt score --timings`).
 
-    python scripts/bench_score.py [--n 21679] [--workdir .mmtt/bench-score]
+    python scripts/bench_score.py [--n 21679] [--workdir .mmtt/bench-score] [--official PATH]
 """
 
 from __future__ import annotations
@@ -108,22 +116,106 @@ def generate(root: Path, n: int, seed: int = 0) -> None:
     (root / "test-mutilabel.json").write_text(json.dumps(records))
 
 
-def run_isolated(cmd: list[str], env: dict) -> tuple[float, float, float, str]:
-    """Run `cmd` under a fresh Python wrapper; (wall s, CPU s of it and its descendants, peak RSS
-    MiB of its largest process, stdout). CPU time is the fairer ratio on a shared machine."""
-    wrapper = ("import json,resource,subprocess,sys,time;t=time.perf_counter();"
-               "p=subprocess.run(sys.argv[1:],capture_output=True,text=True);"
-               "w=time.perf_counter()-t;"
-               "sys.stderr.write(p.stderr) if p.returncode else None;"
-               "u=resource.getrusage(resource.RUSAGE_CHILDREN);"
-               "print(json.dumps({'rc':p.returncode,'wall':w,'cpu':u.ru_utime+u.ru_stime,'rss':u.ru_maxrss/1024,'out':p.stdout}))")
-    done = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, env=env)
+def mixed_sizes(root: Path, every: int = 20) -> None:
+    """Every `every`-th predicted mask at the truth's 512 px (the rest stay at 224 px), as some
+    models write them; idempotent."""
+    for k, line in enumerate((root / "test-mutilabel.json").read_text().split('"img_path": "')[1:]):
+        if k % every:
+            continue
+        path = root / "sub" / "masks" / Path(line.split('"', 1)[0]).with_suffix(".png")
+        with Image.open(path) as im:
+            if im.size == (512, 512):
+                continue
+            big = im.resize((512, 512), Image.NEAREST)
+        big.save(path, compress_level=1)
+
+
+def subsets(root: Path, sizes: list[int]) -> None:
+    """Splits `first<k>` of the first k items, with their own predictions (masks shared)."""
+    records = json.loads((root / "test-mutilabel.json").read_text())
+    lines = (root / "sub" / "predictions.jsonl").read_text().splitlines()
+    for k in sizes:
+        if not (root / f"first{k}-mutilabel.json").is_file():
+            (root / f"sub{k}").mkdir(exist_ok=True)
+            (root / f"sub{k}" / "predictions.jsonl").write_text("\n".join(lines[:k]) + "\n")
+            (root / f"first{k}-mutilabel.json").write_text(json.dumps(records[:k]))
+
+
+_WRAPPER = r"""
+import json, os, resource, subprocess, sys, threading, time
+def tree(root):
+    kids = {}
+    for pid in os.listdir('/proc'):
+        if pid.isdigit():
+            try:
+                with open(f'/proc/{pid}/stat') as fh:
+                    parts = fh.read().rsplit(')', 1)[1].split()
+                kids.setdefault(int(parts[1]), []).append(int(pid))
+            except OSError:
+                pass
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+peak = {}
+def watch(p):
+    while p.poll() is None:
+        for pid in tree(p.pid):
+            try:
+                with open(f'/proc/{pid}/status') as fh:
+                    st = dict(l.split(':', 1) for l in fh if ':' in l)
+                kind = 'java' if 'java' in st['Name'] else 'python'
+                peak[kind] = max(peak.get(kind, 0), int(st.get('VmRSS', '0 kB').split()[0]) / 1024)
+            except (OSError, KeyError, ValueError):
+                pass
+        time.sleep(0.25)
+t = time.perf_counter()
+p = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+w = threading.Thread(target=watch, args=(p,), daemon=True); w.start()
+out, err = p.communicate()
+wall = time.perf_counter() - t
+w.join()
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({'rc': p.returncode, 'wall': wall, 'cpu': u.ru_utime + u.ru_stime, 'peak': peak, 'out': out, 'err': err}))
+"""
+
+
+def run_isolated(cmd: list[str], env: dict) -> dict:
+    """Run `cmd` in its own process tree: wall s, CPU s (all descendants), peak RSS MiB per process
+    kind (largest Python and largest Java process), stdout, stderr."""
+    done = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], capture_output=True, text=True, env=env)
     if done.returncode != 0 or not done.stdout.strip():
         sys.exit(f"wrapper failed: {done.stderr}")
     res = json.loads(done.stdout)
     if res["rc"] != 0:
-        sys.exit(f"command failed ({res['rc']}): {' '.join(cmd)}\n{done.stderr}")
-    return res["wall"], res["cpu"], res["rss"], res["out"]
+        sys.exit(f"command failed ({res['rc']}): {' '.join(cmd)}\n{res['err'][-3000:]}")
+    return res
+
+
+def timings(res: dict) -> dict[str, float]:
+    for line in res["err"].splitlines():
+        if line.startswith('{"timings"'):
+            return json.loads(line)["timings"]
+    return {}
+
+
+def decode_floor(root: Path) -> float:
+    """CPU seconds to read and decode every predicted PNG once (one process)."""
+    start = time.process_time()
+    for path in (root / "sub" / "masks").rglob("*.png"):
+        with Image.open(path) as im:
+            np.asarray(im)
+    return time.process_time() - start
+
+
+def official_script(path: str) -> Path:
+    p = Path(path)
+    script = p if p.is_file() else p / "scripts" / "evaluation" / "evaluate_metrics.py"
+    if not script.is_file():
+        sys.exit(f"--official {path}: no evaluate_metrics.py there")
+    return script
 
 
 def main() -> None:
@@ -131,10 +223,15 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=21679)
     ap.add_argument("--workdir", default=".mmtt/bench-score")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--official", help="the official repository checkout (or its evaluate_metrics.py) to time")
+    ap.add_argument("--sizes", default="3000,10000", help="smaller sizes for the cost-vs-size runs")
     args = ap.parse_args()
     root = Path(args.workdir).resolve()
     t0 = time.perf_counter()
     generate(root, args.n, args.seed)
+    mixed_sizes(root)
+    sizes = [k for k in (int(v) for v in args.sizes.split(",") if v) if k < args.n]
+    subsets(root, sizes)
     print(f"data: {args.n} items at {root} ({time.perf_counter() - t0:.1f} s to generate or reuse)")
     env = dict(os.environ)
     cache = root / "cache"
@@ -142,33 +239,63 @@ def main() -> None:
     env["MMTT_CACHE_DIR"] = str(cache)
     py = sys.executable
     sub = root / "sub"
+    runs: dict[str, dict] = {}
 
-    ref_wall, ref_cpu, ref_rss, ref_out = run_isolated(
+    if args.official:
+        script = official_script(args.official)
+        preds = [json.loads(line) for line in (sub / "predictions.jsonl").read_text().splitlines()]
+        (root / "predictions.json").write_text(json.dumps(preds))
+        runs["official evaluate_metrics.py (2 workers)"] = run_isolated(
+            [py, str(script), "--gt_json", str(root / "test-mutilabel.json"), "--pred_json", str(root / "predictions.json"),
+             "--gt_mask_base", str(root), "--pred_mask_base", str(sub / "masks"),
+             "--output_file", str(root / "official-out" / "metrics.json"), "--num_workers", "2"], env)
+    runs["reference (plain loop + fresh pycocoevalcap)"] = run_isolated(
         [py, "-m", "benchmark.scoring.reference", str(root / "test-mutilabel.json"),
          str(sub / "predictions.jsonl"), str(root), str(sub / "masks")], env)
-    ours_cmd = [py, "-m", "benchmark", "score", str(sub), "--data", str(root), "--split", "test",
-                "--protocol", "official", "--no-meteor", "--json"]
-    cold_wall, cold_cpu, cold_rss, _ = run_isolated(ours_cmd, env)
-    warm_wall, warm_cpu, warm_rss, warm_out = run_isolated(ours_cmd, env)
-    strict_wall, strict_cpu, strict_rss, _ = run_isolated(
-        [py, "-m", "benchmark", "score", str(sub), "--data", str(root), "--split", "test", "--no-meteor", "--json"], env)
+    score = [py, "-m", "benchmark", "score", "--data", str(root), "--json", "--timings"]
+    official = [*score, str(sub), "--split", "test", "--protocol", "official"]
+    runs["mmtt score --protocol official, cold cache"] = run_isolated(official, env)
+    runs["mmtt score --protocol official, re-score"] = run_isolated(official, env)
+    runs["mmtt score strict, everything, warm"] = run_isolated([*score, str(sub), "--split", "test"], env)
+    for k in sizes:
+        cmd = [*score, str(root / f"sub{k}"), "--masks", str(sub / "masks"), "--split", f"first{k}",
+               "--protocol", "official"]
+        run_isolated(cmd, env)  # warms the truth cache of that split
+        runs[f"re-score, first {k:,} items"] = run_isolated(cmd, env)
+    floor_cpu = decode_floor(root)
 
     from benchmark.scoring.reference import as_metrics
 
-    ref = as_metrics(json.loads(ref_out))
-    ours = json.loads(warm_out)["metrics"]
+    ref = as_metrics(json.loads(runs["reference (plain loop + fresh pycocoevalcap)"]["out"]))
+    ours = json.loads(runs["mmtt score --protocol official, re-score"]["out"])["metrics"]
     worst = max(abs(ours[k] - v) for k, v in ref.items())
     agree = worst <= 1e-6
-    print(f"{'run':<44}{'wall s':>8}{'CPU s':>8}{'peak RSS MiB':>14}{'wall x':>8}{'CPU x':>8}")
-    for name, wall, cpu, rss in (
-            ("reference (PIL loop + fresh pycocoevalcap)", ref_wall, ref_cpu, ref_rss),
-            ("mmtt score --protocol official, cold cache", cold_wall, cold_cpu, cold_rss),
-            ("mmtt score --protocol official, re-score", warm_wall, warm_cpu, warm_rss),
-            ("mmtt score (strict, CIs, breakdowns), warm", strict_wall, strict_cpu, strict_rss)):
-        print(f"{name:<44}{wall:>8.1f}{cpu:>8.1f}{rss:>14.0f}{ref_wall / wall:>7.1f}x{ref_cpu / cpu:>7.1f}x")
-    print(f"numbers agree with the reference to 1e-6: {agree} (largest difference {worst:.2e})")
-    print(f"re-score speed-up {ref_wall / warm_wall:.1f}x wall, {ref_cpu / warm_cpu:.1f}x CPU (target >= 5x); "
-          f"peak memory ratio {warm_rss / ref_rss:.2f} (target <= 1)")
+    base_name = next(iter(runs))
+    base = runs[base_name]
+    print(f"\nratios against: {base_name}")
+    print(f"{'run':<48}{'wall s':>8}{'CPU s':>8}{'py MiB':>8}{'java MiB':>9}{'speed-up':>9}{'mem ratio':>10}")
+    for name, r in runs.items():
+        py_mib, java_mib = r["peak"].get("python", 0), r["peak"].get("java", 0)
+        print(f"{name:<48}{r['wall']:>8.1f}{r['cpu']:>8.1f}{py_mib:>8.0f}{java_mib:>9.0f}"
+              f"{base['wall'] / r['wall']:>8.1f}x{py_mib / max(base['peak'].get('python', 1), 1):>10.2f}")
+    print(f"{'floor: decode every predicted PNG once':<48}{floor_cpu / 2:>8.1f}{floor_cpu:>8.1f}   (wall = CPU / 2 cores)")
+    if args.official:
+        out = json.loads((root / "official-out" / "metrics.json").read_text())
+        theirs = as_metrics(out)
+        worst_official = max(abs(ours[k] - v) for k, v in theirs.items())
+        agree = agree and worst_official <= 1e-6
+        print(f"numbers agree with the official script to 1e-6: {worst_official <= 1e-6} "
+              f"(largest difference {worst_official:.2e})")
+    print(f"numbers agree with the reference to 1e-6: {worst <= 1e-6} (largest difference {worst:.2e})")
+    print("\nper-stage wall seconds (mmtt score --timings):")
+    for name, r in runs.items():
+        t = timings(r)
+        if t:
+            print(f"  {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()))
+    scale = [(k, runs[f"re-score, first {k:,} items"]["wall"]) for k in sizes]
+    scale.append((args.n, runs["mmtt score --protocol official, re-score"]["wall"]))
+    print("\ncost vs size (warm official re-score): " + ", ".join(
+        f"{k:,} items {w:.1f} s ({w / k * 1e3:.2f} ms/item)" for k, w in scale))
     if not agree:
         sys.exit(1)
 

@@ -13,12 +13,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from benchmark.metrics import METRIC_VERSION
+from benchmark.metrics import registry
 from benchmark.store.board import Board
 from benchmark.store.compare import compare
 from benchmark.store.detail import entry_detail
 from benchmark.store.ranking import leaderboard
-from benchmark.metrics import registry
-from leaderboard_app.present import fmt_ci, label
+from leaderboard_app.present import fmt_ci
 from tests.test_board_helpers import INJECT_NAME, BoardWorld, board_world  # noqa: F401
 
 APP = Path(__file__).resolve().parents[1] / "leaderboard_app" / "app.py"
@@ -200,7 +200,7 @@ def test_compare_shows_paired_verdicts_per_metric(board_world, monkeypatch) -> N
         ref = board.db.read(lambda s: compare(s, "alpha", "beta", "test", n_boot=50, public=True))
     beta = details[details["Other"] == "beta"]
     for m, r in ref["metrics"].items():
-        row = beta[beta["Metric"] == label(m)].iloc[0]
+        row = beta[beta["Metric"] == registry.label(m)].iloc[0]
         assert row["Difference"] == pytest.approx(r["diff"] * 100)
         assert row["p"] == pytest.approx(r["p_value"])
         expected = ("no significant difference" if not r["significant"] else
@@ -208,8 +208,8 @@ def test_compare_shows_paired_verdicts_per_metric(board_world, monkeypatch) -> N
         assert row["Verdict"] == expected
     matrix = at.dataframe[1].value
     assert matrix.columns.tolist() == ["Metric", "talker", "beta"]
-    assert set(details[details["Other"] == "talker"]["Metric"]) <= {label(m) for m in registry.headline("text")
-                                                                    + registry.headline("clue")}
+    text_labels = {registry.label(m) for m in registry.headline() if registry.metric(m).family != "mask"}
+    assert set(details[details["Other"] == "talker"]["Metric"]) <= text_labels
 
 
 # --------------------------------------------------------------------------------- plots
@@ -219,3 +219,19 @@ def test_plots_page_draws_its_charts(board_world, monkeypatch) -> None:
     at = run_app(board_world, monkeypatch, "pages/plots.py", split="hidden")
     assert len(at.get("vega_lite_chart")) == 2                   # no per-method bars on hidden truth
     assert any("hidden" in i.value for i in at.info)
+
+
+def test_region_breakdown_view_shows_each_entrys_region_numbers(board_world, monkeypatch) -> None:
+    with Board.open(board_world.url, upgrade=False) as board:
+        alpha = board.db.read(lambda s: entry_detail(s, "alpha", "test"))
+    regions = sorted(alpha["breakdown"]["region"])
+    assert regions, "the truth explanations name facial regions"
+    at = run_app(board_world, monkeypatch)
+    at.button_group(key="board_view").set_value("region").run()
+    at.selectbox(key="board_group_region").set_value(regions[0]).run()
+    at.toggle(key="board_ci").set_value(False).run()
+    assert not at.exception
+    table = board_frame(at)
+    row = table[table["Entry"] == "alpha"].iloc[0]
+    assert row["IoU"] == pytest.approx(alpha["breakdown"]["region"][regions[0]]["metrics"]["iou"] * 100)
+    assert f"region: {regions[0]}" in " ".join(m.value for m in at.markdown).replace("\\", "")

@@ -128,7 +128,7 @@ def test_truth_cache_is_reused_and_gives_identical_numbers(random_root, tmp_path
     cache = tmp_path / "cache"
     first = score_submission(sub, split, ScoreOptions(skip=("meteor",), n_boot=50, cache_dir=cache)).summary
     files = sorted(p.name for p in next(cache.iterdir()).iterdir())
-    assert files == ["blocks-224x224.pkl", "blocks-48x48.pkl", "masks.pkl", "regions.pkl", "text.pkl"]
+    assert files == ["blocks-224x224.pkl", "blocks-48x48.pkl", "masks.pkl", "meta.pkl", "regions.pkl", "text.pkl"]
     second = score_submission(sub, load_split(root, "test"), ScoreOptions(skip=("meteor",), n_boot=50, cache_dir=cache)).summary
     assert first["metrics"] == second["metrics"]
 
@@ -176,3 +176,60 @@ def test_parallel_mask_pass_equals_serial(random_root, tmp_path, monkeypatch):
     assert parallel.summary["n_mask_skipped"] == serial.summary["n_mask_skipped"] == 1
     assert parallel.summary["submission_hash"] == serial.summary["submission_hash"]
     np.testing.assert_array_equal(parallel.per_sample["iou"], serial.per_sample["iou"])
+
+
+def test_fingerprint_memo_follows_every_truth_change(random_root, tmp_path):
+    """The remembered fingerprint is reused only while the split file and every truth mask file
+    are untouched; a rewritten mask (even with its old mtime put back) is hashed afresh."""
+    import os
+
+    from benchmark.scoring.truth import fingerprint
+
+    root, recs = random_root
+    cache = tmp_path / "cache"
+    first = fingerprint(load_split(root, "test"), cache)
+    assert first == load_split(root, "test").fingerprint
+    assert len(list((cache / "fingerprints").iterdir())) == 1
+    assert fingerprint(load_split(root, "test"), cache) == first
+    mask = root / recs[0]["mask_path"]
+    st = os.stat(mask)
+    truth = np.asarray(Image.open(mask).convert("L")).copy()
+    truth[0, 0] = 255 - truth[0, 0]
+    write_png(mask, truth)
+    os.utime(mask, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size class, old mtime: ctime still moves
+    changed = fingerprint(load_split(root, "test"), cache)
+    assert changed != first and changed == load_split(root, "test").fingerprint
+
+
+def test_region_breakdown_counts_an_image_in_every_region_it_names(random_root, tmp_path):
+    from benchmark.data.regions import REGIONS
+
+    root, recs = random_root
+    split = load_split(root, "test")
+    out = score_submission(write_submission(tmp_path / "sub", recs), split, FAST)
+    by_region = out.breakdown["region"]
+    named = {r: [i for i, rec in enumerate(recs) if rec["multilabel"][j]] for j, r in enumerate(REGIONS)}
+    assert set(by_region) == {r for r, members in named.items() if members}
+    for region, group in by_region.items():
+        members = named[region]
+        assert group["n"] == len(members)
+        assert group["metrics"]["iou"] == pytest.approx(np.mean(out.per_sample["iou"][members]), abs=1e-12)
+        assert group["metrics"]["cider"] == pytest.approx(np.mean(out.per_sample["cider"][members]), abs=1e-12)
+    assert sum(g["n"] for g in by_region.values()) >= len([r for r in recs if any(r["multilabel"])])
+    assert "region" in out.to_json()["breakdown"]
+
+
+def test_metric_selection_is_one_generic_mechanism(random_root, tmp_path):
+    root, recs = random_root
+    split = load_split(root, "test")
+    sub = write_submission(tmp_path / "sub", recs)
+    only = score_submission(sub, split, ScoreOptions(metrics=("iou", "cider"), n_boot=20))
+    assert only.scorers == ("mask", "cider")
+    assert {"iou", "f1", "cider"} <= set(only.metrics) and not {"bleu_4", "meteor", "clue_f1"} & set(only.metrics)
+    assert set(only.ci95) <= set(only.metrics)
+    skipped = score_submission(sub, split, ScoreOptions(skip=("meteor", "bleu"), n_boot=20))
+    assert "bleu_1" not in skipped.metrics and "clue_f1" in skipped.metrics and "meteor" not in skipped.metrics
+    official = score_submission(sub, split, ScoreOptions(protocol="official"))
+    assert set(official.scorers) == {"mask", "cider", "bleu", "rouge"} and official.ci95 == {}
+    bad = _mmtt("score", str(sub), "--data", str(root), "--skip", "nonsense")
+    assert bad.returncode == 2 and "unknown metric 'nonsense'" in bad.stderr and "Traceback" not in bad.stderr

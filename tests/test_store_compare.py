@@ -88,8 +88,9 @@ def test_one_pass_equals_paired_bootstrap_per_metric() -> None:
     rng = np.random.default_rng(0)
     a, b = rng.random(40), rng.random(40)
     a[3] = np.nan
-    ra, rb, _ratio = mean_statistic(a).rows, mean_statistic(b).rows, mean_statistic(a).fn
-    many = paired_many({"x": (ra, rb, _ratio), "y": (rb, ra, _ratio)}, n_boot=300, seed=4, alpha=0.05)
+    sa, sb = mean_statistic(a), mean_statistic(b)
+    ra, rb, ratio = sa.rows, sb.rows, sa.fn
+    many = paired_many({"x": (ra, rb, ratio), "y": (rb, ra, ratio)}, n_boot=300, seed=4, alpha=0.05)
     for name, (p, q) in {"x": (ra, rb), "y": (rb, ra)}.items():
-        one = paired_bootstrap(p, q, sum_statistic=_ratio, n_boot=300, seed=4)
+        one = paired_bootstrap(p, q, sum_statistic=ratio, n_boot=300, seed=4)
         assert many[name] == pytest.approx(one)

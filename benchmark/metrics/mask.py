@@ -23,9 +23,12 @@ pooled over every pixel of every image (ties count 1/2), with no pixels kept in 
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
+from PIL import Image
 
 PRED_THRESHOLD = 127
 """A predicted pixel is forged when its grey level is above this (official: ``> 127``)."""
@@ -58,44 +61,203 @@ EMPTY_TRUTH_POLICY: str = POLICY_TEXT["official"]
 TP, FP, FN, TN = range(4)
 
 
+# ------------------------------------------------------------------ the one counting implementation
+@lru_cache(maxsize=64)
+def nearest_index(src: int, dst: int) -> np.ndarray:
+    """For each of `dst` output positions, the source position PIL's NEAREST resize reads.
+
+    Taken from PIL itself (resizing an index ramp), so it matches `Image.resize(..., NEAREST)`
+    exactly, whatever rounding PIL uses.
+    """
+    ramp = Image.fromarray(np.arange(src, dtype=np.int32)[None, :], mode="I")
+    out = np.asarray(ramp.resize((dst, 1), Image.NEAREST), dtype=np.int64)[0]
+    out.setflags(write=False)
+    return out
+
+
+def _cover(pred_len: int, truth_len: int) -> np.ndarray:
+    """Truth rows (or columns) each prediction row (column) covers once resized NEAREST."""
+    if pred_len == truth_len:
+        return np.ones(pred_len, np.int64)
+    return np.bincount(nearest_index(pred_len, truth_len), minlength=pred_len).astype(np.int64)
+
+
+def _words(bits: np.ndarray) -> np.ndarray:
+    """Packed bits as uint64 words (zero-padded), so popcounts run 64 pixels at a time."""
+    pad = -len(bits) % 8
+    if pad:
+        bits = np.concatenate([bits, np.zeros(pad, np.uint8)])
+    return bits.view(np.uint64)
+
+
+@lru_cache(maxsize=64)
+def _area_classes(h: int, w: int, truth_h: int, truth_w: int) -> tuple[tuple[int, np.ndarray], ...]:
+    """The distinct block areas of a prediction grid, each with the packed words of its blocks."""
+    area = np.outer(_cover(h, truth_h), _cover(w, truth_w)).ravel()
+    return tuple((int(a), _words(np.packbits(area == a))) for a in np.unique(area) if a > 0)
+
+
+@dataclass(frozen=True)
+class TruthBlocks:
+    """A truth mask seen from a prediction of size (h, w) resized to it with NEAREST (the official rule).
+
+    Each prediction pixel covers a block of `rows[i] * cols[j]` truth pixels (NEAREST is separable);
+    `full` marks blocks whose covered pixels are all forged, `partial_*` lists the others that hold
+    some forged pixels with their counts. Scoring a prediction at its own size through its blocks
+    gives exactly the counts of resizing it to the truth size, at a fraction of the work; at equal
+    sizes every block is one pixel and this is plain pixel counting.
+    """
+
+    rows: np.ndarray            # (h,) int64
+    cols: np.ndarray            # (w,) int64
+    full_bits: np.ndarray       # packed (np.packbits) flat (h, w) bool: blocks entirely forged
+    partial_index: np.ndarray   # (k,) flat indices into (h, w)
+    partial_forged: np.ndarray  # (k,) forged truth pixels of each partial block
+    positives: int              # forged truth pixels in all
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return len(self.rows), len(self.cols)
+
+    @property
+    def truth_pixels(self) -> int:
+        return int(self.rows.sum() * self.cols.sum())
+
+    @classmethod
+    def of(cls, truth: np.ndarray, pred_hw: tuple[int, int] | None = None) -> "TruthBlocks":
+        truth = np.asarray(truth, dtype=bool)
+        (H, W), (h, w) = truth.shape, (pred_hw or truth.shape)
+        rows, cols = _cover(h, H), _cover(w, W)
+        if (h, w) == (H, W):
+            forged = truth.astype(np.int64).ravel()
+        else:
+            ri, ci = nearest_index(h, H), nearest_index(w, W)
+            if H >= h and W >= w:  # every prediction row/column covers a contiguous run: sum the runs
+                starts_r, starts_c = np.searchsorted(ri, np.arange(h)), np.searchsorted(ci, np.arange(w))
+                partial = np.add.reduceat(truth.view(np.uint8), starts_r, axis=0, dtype=np.int64)
+                forged = np.add.reduceat(partial, starts_c, axis=1).ravel()
+            else:
+                flat = (ri[:, None] * w + ci[None, :]).ravel()
+                forged = np.bincount(flat, weights=truth.ravel(), minlength=h * w).astype(np.int64)
+        area = np.outer(rows, cols).ravel()
+        full = (forged == area) & (area > 0)
+        part = np.flatnonzero((forged > 0) & ~full)
+        return cls(rows, cols, np.packbits(full), part, forged[part], int(truth.sum()))
+
+    def pack(self) -> bytes:
+        """A compact serialisation (the truth cache keeps one per image and prediction size)."""
+        h, w = self.hw
+        head = np.array([h, w, len(self.partial_index), self.positives], np.int64).tobytes()
+        body = (self.full_bits.tobytes() + self.partial_index.astype("<u4").tobytes()
+                + self.partial_forged.astype("<u4").tobytes())
+        return head + zlib.compress(body, 1)
+
+    @classmethod
+    def unpack(cls, data: bytes, rows: np.ndarray, cols: np.ndarray) -> "TruthBlocks":
+        h, w, k, positives = (int(v) for v in np.frombuffer(data[:32], np.int64))
+        body = zlib.decompress(data[32:])
+        nbits = (h * w + 7) // 8
+        full = np.frombuffer(body, np.uint8, nbits)
+        index = np.frombuffer(body, "<u4", k, nbits).astype(np.intp)
+        forged = np.frombuffer(body, "<u4", k, nbits + 4 * k).astype(np.int64)
+        return cls(rows, cols, full, index, forged, positives)
+
+    def dense(self) -> tuple[np.ndarray, np.ndarray]:
+        """(forged, area) per prediction pixel as flat int64 arrays (for grey histograms)."""
+        area = np.outer(self.rows, self.cols).ravel()
+        full = np.unpackbits(self.full_bits, count=len(area)).view(bool)
+        forged = np.where(full, area, 0)
+        forged[self.partial_index] = self.partial_forged
+        return forged, area
+
+
+@dataclass(frozen=True)
+class MaskCounts:
+    """One image: forged pixels found (tp), predicted (n_pred), truth size, and — only for a
+    prediction with grey levels other than 0/255 — its grey histograms (pixel AUC)."""
+
+    tp: int
+    n_pred: int
+    positives: int
+    pixels: int
+    pos_hist: np.ndarray | None = None
+    neg_hist: np.ndarray | None = None
+
+    @property
+    def confusion(self) -> tuple[int, int, int, int]:
+        fp, fn = self.n_pred - self.tp, self.positives - self.tp
+        return self.tp, fp, fn, self.pixels - self.tp - fp - fn
+
+    def histograms(self) -> tuple[np.ndarray, np.ndarray]:
+        """(pos_hist, neg_hist) over grey levels 0..255; a 0/255 mask's come from the counts."""
+        if self.pos_hist is not None:
+            return self.pos_hist, self.neg_hist
+        pos, neg = np.zeros(256, np.int64), np.zeros(256, np.int64)
+        tp, fp, fn, tn = self.confusion
+        pos[255], pos[0], neg[255], neg[0] = tp, fn, fp, tn
+        return pos, neg
+
+
+def count_mask(grey: np.ndarray, blocks: TruthBlocks) -> MaskCounts:
+    """Count one prediction (uint8 grey levels, or bool read as 0/255) against a truth's blocks.
+
+    A pixel is predicted forged when its grey level is above `PRED_THRESHOLD`. This is the one
+    counting routine: `confusion`, `grey_histograms`, `MaskTable` and the scorer's mask pass call it.
+    """
+    grey = np.asarray(grey)
+    if grey.dtype == bool:
+        grey = grey.view(np.uint8) * np.uint8(255)
+    if grey.dtype != np.uint8:
+        raise ValueError(f"a grey prediction must be uint8 or bool, got {grey.dtype}")
+    if grey.shape != blocks.hw:
+        raise ValueError(f"prediction shape {grey.shape} differs from the truth blocks' {blocks.hw}")
+    hit_bits = np.packbits(grey > PRED_THRESHOLD)
+    hit = _words(hit_bits)
+    both = hit & _words(blocks.full_bits)
+    h, w = grey.shape
+    n_pred = tp = 0
+    for area, members in _area_classes(h, w, int(blocks.rows.sum()), int(blocks.cols.sum())):
+        # blocks of one area at a time: popcounts of packed bits, exact integer arithmetic
+        n_pred += area * int(np.bitwise_count(hit & members).sum(dtype=np.int64))
+        tp += area * int(np.bitwise_count(both & members).sum(dtype=np.int64))
+    if len(blocks.partial_index):
+        tp += int(blocks.partial_forged[np.unpackbits(hit_bits, count=grey.size).view(bool)[blocks.partial_index]].sum())
+    pixels = blocks.truth_pixels
+    if not ((grey + np.uint8(1)) > 1).any():  # only 0 and 255 (uint8 wraps 255 + 1 to 0)
+        return MaskCounts(tp, n_pred, blocks.positives, pixels)
+    forged, area = blocks.dense()
+    flat = grey.ravel()
+    pos = np.bincount(flat, weights=forged, minlength=256).astype(np.int64)
+    neg = np.bincount(flat, weights=area, minlength=256).astype(np.int64) - pos
+    return MaskCounts(tp, n_pred, blocks.positives, pixels, pos, neg)
+
+
 def confusion(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int, int]:
     """(tp, fp, fn, tn) pixel counts of one boolean prediction against one boolean truth."""
-    if pred.shape != truth.shape:
-        raise ValueError(f"prediction shape {pred.shape} differs from truth shape {truth.shape}")
-    pred = np.asarray(pred, dtype=bool)
-    truth = np.asarray(truth, dtype=bool)
-    n_pred = int(np.count_nonzero(pred))
-    n_truth = int(np.count_nonzero(truth))
-    tp = int(np.count_nonzero(pred & truth))
-    fp = n_pred - tp
-    fn = n_truth - tp
-    return tp, fp, fn, int(pred.size) - tp - fp - fn
+    if np.shape(pred) != np.shape(truth):
+        raise ValueError(f"prediction shape {np.shape(pred)} differs from truth shape {np.shape(truth)}")
+    return count_mask(np.asarray(pred, dtype=bool), TruthBlocks.of(truth)).confusion
 
 
 def grey_histograms(pred_grey: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(pos_hist, neg_hist): int64 counts of each grey level 0..255 among truth-positive and
     truth-negative pixels. Summed over images they give the exact pooled pixel AUC."""
-    if pred_grey.shape != truth.shape:
-        raise ValueError(f"prediction shape {pred_grey.shape} differs from truth shape {truth.shape}")
-    grey = np.asarray(pred_grey)
-    if grey.dtype != np.uint8:
-        raise ValueError(f"a grey prediction must be uint8, got {grey.dtype}")
-    truth = np.asarray(truth, dtype=bool)
-    pos = np.zeros(256, np.int64)
-    neg = np.zeros(256, np.int64)
-    n_high = int(np.count_nonzero(grey == 255))
-    if n_high + int(np.count_nonzero(grey == 0)) == grey.size:
-        # A 0/255 mask (the usual thresholded PNG): four counts give both histograms.
-        n_truth = int(np.count_nonzero(truth))
-        pos[255] = int(np.count_nonzero(truth & (grey == 255)))
-        pos[0] = n_truth - pos[255]
-        neg[255] = n_high - pos[255]
-        neg[0] = grey.size - n_truth - neg[255]
-        return pos, neg
-    # One pass otherwise: key = grey + 256 * truth; bins 0..255 negatives, 256..511 positives.
-    key = grey.ravel().astype(np.uint16) | (truth.ravel().view(np.uint8).astype(np.uint16) << 8)
-    both = np.bincount(key, minlength=512).astype(np.int64)
-    return both[256:], both[:256]
+    if np.shape(pred_grey) != np.shape(truth):
+        raise ValueError(f"prediction shape {np.shape(pred_grey)} differs from truth shape {np.shape(truth)}")
+    if np.asarray(pred_grey).dtype != np.uint8:
+        raise ValueError(f"a grey prediction must be uint8, got {np.asarray(pred_grey).dtype}")
+    return count_mask(pred_grey, TruthBlocks.of(truth)).histograms()
+
+
+def binary_auc(counts: np.ndarray) -> np.ndarray:
+    """Per-row pixel AUC of 0/255 predictions from (N, 4) counts: (1 + TPR - FPR) / 2 (ties 1/2),
+    what `auc_from_histograms` gives on their two-level histograms; NaN where a class is absent."""
+    c = np.asarray(counts, dtype=np.float64).reshape(-1, 4)
+    tp, fp, fn, tn = c[:, TP], c[:, FP], c[:, FN], c[:, TN]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = 0.5 * (1.0 + tp / (tp + fn) - fp / (fp + tn))
+    auc[(tp + fn == 0) | (fp + tn == 0)] = np.nan
+    return auc
 
 
 def auc_from_histograms(pos_hist: np.ndarray, neg_hist: np.ndarray) -> float | np.ndarray:
@@ -210,11 +372,9 @@ class MaskTable:
 
     def add(self, pred: np.ndarray, truth: np.ndarray, image_id: str | None = None) -> None:
         """Score one image and keep its counts, its AUC and its share of the pooled histograms."""
-        pred = np.asarray(pred)
-        grey = pred.astype(np.uint8) * np.uint8(255) if pred.dtype == bool else pred
-        truth = np.asarray(truth, dtype=bool)
-        self._counts.append(confusion(grey > PRED_THRESHOLD, truth))
-        pos, neg = grey_histograms(grey, truth)
+        counts = count_mask(pred, TruthBlocks.of(truth))
+        pos, neg = counts.histograms()
+        self._counts.append(counts.confusion)
         self._aucs.append(float(auc_from_histograms(pos[None], neg[None])[0]))
         self.pos_hist += pos
         self.neg_hist += neg

@@ -15,6 +15,7 @@ scorer name or metric key (`--metrics` / `--skip` on every verb that scores).
 from __future__ import annotations
 
 import importlib
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -106,6 +107,7 @@ class Inputs:
     captions: list[str] | None = None       # aligned with ids, if interpretation
     options: Any = None                     # benchmark.scoring.options.ScoreOptions
     memo: dict[str, Any] = field(default_factory=dict)
+    cancel: threading.Event = field(default_factory=threading.Event)  # set: stop early (scoring failed)
 
     def shared(self, key: str, make: Callable[[], Any]) -> Any:
         if key not in self.memo:
@@ -130,6 +132,11 @@ class Scorer(ABC):
     @abstractmethod
     def score(self, inputs: Inputs) -> Scored:
         ...
+
+    def statistic_from_samples(self, samples: Mapping[str, Any], key: str) -> Statistic | None:
+        """A stored entry's statistic for one of this scorer's corpus metrics, rebuilt from the
+        per-sample columns it keeps (None: not rebuildable). Per-image means need nothing here."""
+        return None
 
 
 _SCORERS: dict[str, Scorer] = {}
@@ -277,6 +284,4 @@ def statistics_of(samples: Mapping[str, Any], key: str) -> Statistic | None:
         return None
     if m.reduction == "mean" and m.per_image and samples.get(m.per_image) is not None:
         return mean_statistic(np.asarray(samples[m.per_image], dtype=np.float64))
-    s = _SCORERS[_OWNER[key]]
-    rebuild = getattr(s, "statistic_from_samples", None)
-    return rebuild(samples, key) if rebuild else None
+    return _SCORERS[_OWNER[key]].statistic_from_samples(samples, key)

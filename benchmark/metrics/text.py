@@ -293,7 +293,7 @@ def score_captions(
     metrics["cider"] = float(np.mean(cider))
     per_image = {"cider": cider, "rouge_l": rouge}
     if meteor:
-        total, segments = meteor_score([reference.refs[i] for i in img], hyps)
+        total, segments = meteor_score([reference.refs[i] for i in img], hyps, cancel=inputs.cancel)
         metrics["meteor"] = total
         per_image["meteor"] = segments
     return TextScores(ids=ids, metrics=metrics, per_image=per_image, bleu_stats=stats, tokenized=hyps)
@@ -447,10 +447,12 @@ def _meteor_jar_dir() -> Path:
     return pycocoevalcap_file("meteor", "meteor-1.5.jar").parent
 
 
-def meteor_score(refs: Sequence[Sequence[str]], hyps: Sequence[str]) -> tuple[float, np.ndarray]:
+def meteor_score(refs: Sequence[Sequence[str]], hyps: Sequence[str], *,
+                 cancel: threading.Event | None = None) -> tuple[float, np.ndarray]:
     """METEOR 1.5 as pycocoevalcap's ``Meteor().compute_score`` on the same (tokenized) text.
 
-    Returns the jar's corpus score and the per-segment scores. One Java process, always closed.
+    Returns the jar's corpus score and the per-segment scores. One Java process, always closed
+    (killed as soon as `cancel` is set).
     """
     if len(refs) != len(hyps):
         raise ValueError("need one list of references per hypothesis")
@@ -471,7 +473,11 @@ def meteor_score(refs: Sequence[Sequence[str]], hyps: Sequence[str]) -> tuple[fl
         writer = threading.Thread(target=_write_all, args=(proc.stdin, lines, failure), daemon=True)
         try:
             writer.start()   # writes while this thread reads: no pipe-buffer deadlock
-            stats = [_read_line(proc) for _ in lines]
+            stats = []
+            for k in range(len(lines)):
+                if cancel is not None and k % 512 == 0 and cancel.is_set():
+                    raise ValueError("cancelled")
+                stats.append(_read_line(proc))
             writer.join()
             if failure:
                 raise failure[0]
@@ -601,7 +607,7 @@ class MeteorScorer(Scorer):
 
     def score(self, inputs: Inputs) -> Scored:
         reference, img, hyps, _ = _text_pass(inputs)
-        total, segments = meteor_score([reference.refs[i] for i in img], hyps)
+        total, segments = meteor_score([reference.refs[i] for i in img], hyps, cancel=inputs.cancel)
         return Scored(values={"meteor": total}, samples={"meteor": segments},
                       stats={"meteor": mean_statistic(segments)})
 

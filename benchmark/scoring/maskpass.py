@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from benchmark.metrics.mask import PRED_THRESHOLD, auc_from_histograms
+from benchmark.metrics.mask import auc_from_histograms, binary_auc, count_mask
 from benchmark.scoring.truth import TruthCache
 from submissions.reader import Problem
 
@@ -63,14 +63,11 @@ def _aspect_ok(hw: tuple[int, int], truth_hw: tuple[int, int]) -> bool:
 
 
 def _one(job: _Job, i: int):
-    """Problem, or (tp, n_pred, pos_hist | None, auc, digest, size) for image i."""
+    """Problem, or (MaskCounts | None for an allowed missing item, digest, size) for image i."""
     image_id, path = job.ids[i], job.files[i]
-    k = job.truth.index[image_id]
-    H, W = (int(x) for x in job.truth.shapes[k])
-    positives = int(job.truth.positives[k])
     label = job.labels[i] if job.labels else str(path)
     if path is None:  # an allowed missing item: an empty prediction
-        return 0, 0, None, 0.5 if 0 < positives < H * W else float("nan"), b"", None
+        return None, b"", None
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -88,24 +85,13 @@ def _one(job: _Job, i: int):
         return Problem("mask_mode", f"image_id {image_id!r}: mask {label} is a {what}; expected an 8-bit greyscale PNG (mode L)")
     grey = np.asarray(img if img.mode == "L" else img.convert("L"))
     hw = grey.shape
+    k = job.truth.index[image_id]
+    H, W = (int(x) for x in job.truth.shapes[k])
     if job.strict and not _aspect_ok(hw, (H, W)):
         return Problem("mask_aspect", f"image_id {image_id!r}: mask {label} is {hw[1]}x{hw[0]}, "
                                       f"not the aspect ratio of the truth ({W}x{H})")
-    forged, area = job.truth.blocks(image_id, hw, build=False)
-    g = grey.ravel()
-    b = g > PRED_THRESHOLD
-    tp = int(forged[b].sum())
-    n_pred = int(area[b].sum())
-    if ((g + np.uint8(1)) > 1).any():  # a grey level other than 0/255 (uint8 wraps 255 to 0)
-        pos = np.bincount(g, weights=forged, minlength=256).astype(np.int64)
-        neg = np.bincount(g, weights=area, minlength=256).astype(np.int64) - pos
-    else:  # a 0/255 mask (the usual thresholded PNG): the counts give both histograms
-        pos = np.zeros(256, np.int64)
-        neg = np.zeros(256, np.int64)
-        pos[255], pos[0] = tp, positives - tp
-        neg[255], neg[0] = n_pred - tp, H * W - positives - (n_pred - tp)
-    auc = float(auc_from_histograms(pos[None], neg[None])[0])
-    return tp, n_pred, (pos, neg), auc, hashlib.sha256(data).digest(), f"{hw[0]}x{hw[1]}"
+    counts = count_mask(grey, job.truth.blocks(image_id, hw, build=False))
+    return counts, hashlib.sha256(data).digest(), f"{hw[0]}x{hw[1]}"
 
 
 def _chunk(start: int, stop: int, job: _Job | None = None):
@@ -114,9 +100,10 @@ def _chunk(start: int, stop: int, job: _Job | None = None):
     assert job is not None
     n = stop - start
     tp_pred = np.zeros((n, 2), np.int64)
-    auc = np.full(n, np.nan)
+    grey_auc = np.full(n, np.nan)     # per-image AUC of masks with grey levels (NaN: 0/255 or none)
+    graded = np.zeros(n, bool)        # a mask with grey levels other than 0/255
     ok = np.zeros(n, bool)
-    hist = np.zeros((2, 256), np.int64)
+    hist = np.zeros((2, 256), np.int64)  # pooled histograms of the graded masks
     digests, sizes, problems = [], [], []
     for j, i in enumerate(range(start, stop)):
         out = _one(job, i)
@@ -125,15 +112,18 @@ def _chunk(start: int, stop: int, job: _Job | None = None):
             digests.append(b"")
             sizes.append(None)
             continue
-        tp, n_pred, hists, auc[j], digest, size = out
-        tp_pred[j] = tp, n_pred
+        counts, digest, size = out
         ok[j] = True
-        if hists is not None:
-            hist[0] += hists[0]
-            hist[1] += hists[1]
+        if counts is not None:
+            tp_pred[j] = counts.tp, counts.n_pred
+            if counts.pos_hist is not None:
+                graded[j] = True
+                hist[0] += counts.pos_hist
+                hist[1] += counts.neg_hist
+                grey_auc[j] = auc_from_histograms(counts.pos_hist[None], counts.neg_hist[None])[0]
         digests.append(digest)
         sizes.append(size)
-    return start, tp_pred, auc, ok, hist, digests, sizes, problems
+    return start, tp_pred, grey_auc, graded, ok, hist, digests, sizes, problems
 
 
 def _executor(workers: int) -> Executor:
@@ -151,13 +141,15 @@ def run_mask_pass(
     labels: Sequence[str] | None = None,
     progress: Callable[[int], None] | None = None,
     workers: int | None = None,
+    started: Callable[[], None] | None = None,
 ) -> MaskPass:
     """Score the mask `files[i]` (None: an empty prediction) of each `ids[i]`.
 
     `strict` (leaderboard): a missing, unreadable, non-greyscale or wrongly shaped mask is a
     problem. Otherwise (official protocol): any mode is converted to grey, any size is resized,
     and a missing or unreadable mask is skipped, as the official script does.
-    `labels[i]` is how a problem names the file (default: the path).
+    `labels[i]` is how a problem names the file (default: the path). `started()` is called once
+    the worker processes exist (so the caller may start threads without forking them).
     """
     global _JOB
     n = len(ids)
@@ -175,31 +167,38 @@ def run_mask_pass(
 
     counts = np.zeros((n, 4), np.int64)
     image_auc = np.full(n, np.nan)
+    graded = np.zeros(n, bool)
     scored = np.ones(n, bool)
     digests: list[bytes] = [b""] * n
     hist = np.zeros((2, 256), np.int64)
     sizes: dict[str, int] = {}
     problems: list[Problem] = []
-    H_W = truth.shapes[[truth.index[i] for i in ids]].prod(axis=1) if n else np.zeros(0, np.int64)
-    positives = truth.positives[[truth.index[i] for i in ids]] if n else np.zeros(0, np.int64)
+    rows = [truth.index[i] for i in ids]
+    pixels = truth.shapes[rows].prod(axis=1) if n else np.zeros(0, np.int64)
+    positives = truth.positives[rows] if n else np.zeros(0, np.int64)
 
     starts = list(range(0, n, CHUNK))
     _JOB = job
     try:
         if n <= CHUNK or workers == 1:
+            if started:
+                started()
             parts = [_chunk(s, min(s + CHUNK, n), job) for s in starts]
         else:
             with _executor(workers) as pool:
-                parts = pool.map(_chunk, starts, [min(s + CHUNK, n) for s in starts])
+                parts = pool.map(_chunk, starts, [min(s + CHUNK, n) for s in starts])  # forks every worker
+                if started:
+                    started()
                 parts = list(_report(parts, progress))
                 progress = None
         done = 0
-        for start, tp_pred, auc, ok, part_hist, part_digests, part_sizes, part_problems in parts:
+        for start, tp_pred, grey_auc, part_graded, ok, part_hist, part_digests, part_sizes, part_problems in parts:
             stop = start + len(ok)
             tp, n_pred = tp_pred[:, 0], tp_pred[:, 1]
             pos = positives[start:stop]
-            counts[start:stop] = np.stack([tp, n_pred - tp, pos - tp, H_W[start:stop] - n_pred - pos + tp], axis=1)
-            image_auc[start:stop] = auc
+            counts[start:stop] = np.stack([tp, n_pred - tp, pos - tp, pixels[start:stop] - n_pred - pos + tp], axis=1)
+            image_auc[start:stop] = grey_auc
+            graded[start:stop] = part_graded
             scored[start:stop] = ok
             hist += part_hist
             digests[start:stop] = part_digests
@@ -214,12 +213,15 @@ def run_mask_pass(
                 progress(done)
     finally:
         _JOB = None
-    # an empty prediction (allowed missing item) puts every truth pixel in the grey-0 bin
-    empty = np.array([f is None for f in files], bool) if n else np.zeros(0, bool)
-    if empty.any():
-        hist[0, 0] += int(positives[empty].sum())
-        hist[1, 0] += int((H_W[empty] - positives[empty]).sum())
     counts[~scored] = 0
+    # 0/255 masks (and allowed missing ones: empty): AUC and pooled histograms from the counts alone
+    binary = scored & ~graded
+    image_auc[binary] = binary_auc(counts[binary])
+    tp, fp, fn, tn = counts[binary].sum(axis=0) if binary.any() else (0, 0, 0, 0)
+    hist[0, 255] += tp
+    hist[0, 0] += fn
+    hist[1, 255] += fp
+    hist[1, 0] += tn
     return MaskPass(counts=counts, image_auc=image_auc, pos_hist=hist[0], neg_hist=hist[1], scored=scored,
                     digests=digests, sizes=dict(sorted(sizes.items())), problems=problems)
 

@@ -16,6 +16,7 @@ from typing import Any
 from submissions.format import DEFAULT_LIMITS, Limits
 
 PROTOCOL_CHOICES = ("strict", "official")
+DEFAULT_REPLICATES = 1000
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,19 @@ class ScoreOptions:
     metrics: tuple[str, ...] | None = None
     skip: tuple[str, ...] = ()
     embed_model: Path | None = None
-    n_boot: int = 1000
+    n_boot: int | None = None   # bootstrap replicates; None: 1000 under strict, none under official
     seed: int = 0
     cache_dir: Path | None = None
     progress: bool = False
     workers: int | None = None  # mask-pass processes (default: one per core, at most 4)
     limits: Limits = field(default=DEFAULT_LIMITS, repr=False)
+
+    @property
+    def replicates(self) -> int:
+        """Bootstrap replicates to draw (the official script reports no intervals: none by default)."""
+        if self.n_boot is not None:
+            return self.n_boot
+        return 0 if self.protocol == "official" else DEFAULT_REPLICATES
 
     def with_(self, **changes: Any) -> "ScoreOptions":
         return replace(self, **changes)
@@ -42,7 +50,7 @@ class ScoreOptions:
         """What of these options can move a stored number (kept with each evaluation)."""
         return {"metrics": list(self.metrics) if self.metrics is not None else None, "skip": sorted(self.skip),
                 "embed_model": str(self.embed_model) if self.embed_model else None,
-                "n_boot": self.n_boot, "seed": self.seed}
+                "n_boot": self.replicates, "seed": self.seed}
 
     @classmethod
     def from_stored(cls, stored: dict[str, Any], **base: Any) -> "ScoreOptions":
@@ -88,7 +96,9 @@ def add_arguments(p: argparse.ArgumentParser, *, protocol: bool = True) -> None:
     p.add_argument("--no-meteor", action="store_true", help=argparse.SUPPRESS)  # = --skip meteor (older scripts)
     p.add_argument("--embed-model", metavar="DIR",
                    help="local transformers encoder folder for the semantic-similarity metric (off without one)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for the 95%% CIs (0: none)")
+    p.add_argument("--n-boot", type=int, default=None,
+                   help=f"bootstrap replicates for the 95%% CIs (default {DEFAULT_REPLICATES} under strict, 0 = none "
+                        "under official)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--workers", type=int, default=None, help="mask-pass processes (default: one per core, at most 4)")
     p.add_argument("--cache-dir", help="truth cache (default $MMTT_CACHE_DIR or ~/.cache/mmtt-bench)")

@@ -11,6 +11,9 @@ from __future__ import annotations
 import hashlib
 import math
 import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from benchmark.data.split import Split
 from benchmark.errors import BenchmarkError
 from benchmark.metrics import METRIC_VERSION, registry
 from benchmark.metrics.registry import Inputs, Scored, Statistic
-from benchmark.metrics.stats import Bootstrap
+from benchmark.metrics.stats import Bootstrap, percentile_interval
 from benchmark.scoring.maskpass import MaskPass, run_mask_pass
 from benchmark.scoring.options import ScoreOptions
 from benchmark.scoring.protocol import Protocol, get_protocol
@@ -62,6 +65,7 @@ class ScoreResult:
     notes: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] | None = None
     per_sample: dict[str, np.ndarray | list] = field(default_factory=dict, repr=False)
+    timings: dict[str, float] = field(default_factory=dict, repr=False)  # wall seconds per stage (not stored)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -146,9 +150,20 @@ def select_scorers(options: ScoreOptions, protocol: Protocol) -> list[registry.S
         raise BenchmarkError(f"--metrics/--skip: {exc}") from None
 
 
+@contextmanager
+def _stage(timings: dict[str, float], name: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+
 def _score(sub: Submission, split: Split, protocol: Protocol, options: ScoreOptions) -> ScoreResult:
     chosen = select_scorers(options, protocol)
-    preds, problems = read_predictions(sub, options.limits)
+    timings: dict[str, float] = {}
+    with _stage(timings, "read predictions"):
+        preds, problems = read_predictions(sub, options.limits)
     manifest = read_manifest(sub) if sub.manifest_file else None
     tasks = _infer_tasks(sub, preds, manifest.tasks if manifest else None)
     pred_name = sub.predictions_file.name
@@ -215,28 +230,49 @@ def _score(sub: Submission, split: Split, protocol: Protocol, options: ScoreOpti
     fatal = [p for p in problems if protocol.fatal(p.code)]
     # the mask pass (which reads every file) runs even when other problems are already known,
     # so that a researcher sees every problem at once — unless the ids themselves are unusable
-    truth = TruthCache(split, options.cache_dir, progress=options.progress) if ids else None
-    mask_pass = None
-    if files is not None and truth is not None:
-        update, close = _progress(len(ids), "masks", options.progress)
-        try:
-            mask_pass = run_mask_pass(truth, ids, files, strict=protocol.strict, labels=labels,
-                                      progress=update, workers=options.workers)
-        finally:
-            close()
-        fatal.extend(mask_pass.problems)
-    if fatal:
-        cap = options.limits.max_problems
-        shown = [str(p) for p in fatal[:cap]]
-        if len(fatal) > cap:
-            shown.append(f"... and {len(fatal) - cap} more")
-        raise SubmissionError(f"{sub.source}: {len(fatal)} problem(s), nothing scored; first: {fatal[0]}",
-                              problems=shown)
-    warnings = [str(p) for p in problems if not protocol.fatal(p.code)]
-    inputs = Inputs(ids=ids, truth=truth, strict=protocol.strict, masks=mask_pass, captions=captions,
-                    options=options)
+    with _stage(timings, "truth (cache load or build)"):
+        truth = TruthCache(split, options.cache_dir, progress=options.progress) if ids else None
     chosen = [s for s in chosen if s.task in tasks]
-    result = _compute(split, inputs, chosen, tasks, protocol, options)
+    inputs = Inputs(ids=ids, truth=truth, strict=protocol.strict, captions=captions, options=options)
+    # the explanation scorers (PTB tokenizer and METEOR run in Java) work beside the mask pass,
+    # in a thread started once the mask workers are forked; a fatal problem cancels them
+    beside = [s for s in chosen if s.task == "interpretation"] if truth is not None and not fatal else []
+    outputs: dict[str, Scored] = {}
+    with ThreadPoolExecutor(1, thread_name_prefix="mmtt-text") as pool:
+        pending: list[Future] = []
+
+        def start_text() -> None:
+            if beside and not pending:
+                pending.append(pool.submit(_run_scorers, beside, inputs, timings))
+
+        mask_pass = None
+        try:
+            if files is not None and truth is not None:
+                update, close = _progress(len(ids), "masks", options.progress)
+                try:
+                    with _stage(timings, "mask pass"):
+                        mask_pass = run_mask_pass(truth, ids, files, strict=protocol.strict, labels=labels,
+                                                  progress=update, workers=options.workers, started=start_text)
+                finally:
+                    close()
+                fatal.extend(mask_pass.problems)
+            if fatal:
+                cap = options.limits.max_problems
+                shown = [str(p) for p in fatal[:cap]]
+                if len(fatal) > cap:
+                    shown.append(f"... and {len(fatal) - cap} more")
+                raise SubmissionError(f"{sub.source}: {len(fatal)} problem(s), nothing scored; first: {fatal[0]}",
+                                      problems=shown)
+            start_text()
+            if pending:
+                outputs.update(pending[0].result())
+        except BaseException:
+            inputs.cancel.set()
+            raise
+    warnings = [str(p) for p in problems if not protocol.fatal(p.code)]
+    inputs.masks = mask_pass
+    outputs.update(_run_scorers([s for s in chosen if s not in beside], inputs, timings))
+    result = _compute(split, inputs, chosen, outputs, tasks, protocol, options, timings)
     result.n_missing = len(missing)
     result.warnings = warnings
     result.submission_hash = _submission_hash(sub, ids, mask_pass)
@@ -256,9 +292,18 @@ def _submission_hash(sub: Submission, ids: list[str], mask_pass) -> str:
 
 
 
-def _compute(split: Split, inputs: Inputs, chosen: list[registry.Scorer], tasks: tuple[str, ...],
-             protocol: Protocol, options: ScoreOptions) -> ScoreResult:
-    """Run every chosen scorer, then form CIs and breakdowns from their statistics alike."""
+def _run_scorers(scorers: list[registry.Scorer], inputs: Inputs, timings: dict[str, float]) -> dict[str, Scored]:
+    out = {}
+    for scorer in scorers:
+        with _stage(timings, f"metric {scorer.name}"):
+            out[scorer.name] = scorer.score(inputs)
+    return out
+
+
+def _compute(split: Split, inputs: Inputs, chosen: list[registry.Scorer], outputs: dict[str, Scored],
+             tasks: tuple[str, ...], protocol: Protocol, options: ScoreOptions,
+             timings: dict[str, float]) -> ScoreResult:
+    """Gather every chosen scorer's output, then form CIs and breakdowns from their statistics alike."""
     ids = inputs.ids
     records = [split.by_id[i] for i in ids]
     per_sample: dict[str, Any] = {"image_id": list(ids), "method": [r.method for r in records],
@@ -267,7 +312,7 @@ def _compute(split: Split, inputs: Inputs, chosen: list[registry.Scorer], tasks:
     stats: dict[str, Statistic] = {}
     notes: dict[str, Any] = {}
     for scorer in chosen:
-        out: Scored = scorer.score(inputs)
+        out = outputs[scorer.name]
         values.update(out.values)
         per_sample.update(out.samples)
         stats.update(out.stats)
@@ -280,19 +325,42 @@ def _compute(split: Split, inputs: Inputs, chosen: list[registry.Scorer], tasks:
 
     order = registry.ordered(values)
     ci: dict[str, tuple[float | None, float | None]] = {}
-    if options.n_boot > 0 and stats:
-        boot = Bootstrap(len(ids), n_boot=options.n_boot, seed=options.seed)
-        ci = {k: (_round(lo, protocol), _round(hi, protocol))
-              for k, (lo, hi) in boot.cis({k: (st.rows, st.fn) for k, st in stats.items()}).items()}
-    breakdown = {axis: _breakdown(groups, stats, protocol)
-                 for axis, groups in _groups(split, records).items()}
+    if options.replicates > 0 and stats:
+        with _stage(timings, "bootstrap CIs"):
+            ci = {k: (_round(lo, protocol), _round(hi, protocol))
+                  for k, (lo, hi) in _intervals(stats, len(ids), options).items()}
+    with _stage(timings, "breakdowns"):
+        breakdown = {axis: _breakdown(groups, stats, protocol)
+                     for axis, groups in _groups(split, records).items()}
     return ScoreResult(
         protocol=protocol, split=split.name, tasks=tuple(tasks), n_truth=len(split), n_scored=len(ids),
         n_missing=0, metrics={k: _round(values[k], protocol) for k in order},
         ci95={k: ci[k] for k in registry.ordered(ci)},
-        ci_method=CI_METHOD.format(n_boot=options.n_boot, seed=options.seed) if ci else None,
+        ci_method=CI_METHOD.format(n_boot=options.replicates, seed=options.seed) if ci else None,
         breakdown=breakdown, metric_version=METRIC_VERSION, dataset_fingerprint=split.fingerprint,
-        submission_hash="", scorers=tuple(s.name for s in chosen), notes=notes, per_sample=per_sample)
+        submission_hash="", scorers=tuple(s.name for s in chosen), notes=notes, per_sample=per_sample,
+        timings=timings)
+
+
+def _intervals(stats: dict[str, Statistic], n: int, options: ScoreOptions) -> dict[str, tuple[float, float]]:
+    """Every metric's percentile interval from one set of replicates; metrics sharing their
+    sufficient statistics (BLEU-1..4, the pixel-level scores) share one block of columns."""
+    shared: dict[int, list[str]] = {}
+    for key, st in stats.items():
+        shared.setdefault(id(st.rows), []).append(key)
+
+    def joint(keys: list[str]):
+        return lambda sums: np.stack([np.asarray(stats[k].fn(sums), dtype=np.float64) for k in keys], axis=-1)
+
+    specs = {str(i): (stats[keys[0]].rows, joint(keys)) for i, keys in enumerate(shared.values())}
+    boot = Bootstrap(n, n_boot=options.replicates, seed=options.seed)
+    out: dict[str, tuple[float, float]] = {}
+    reps = boot.replicates_many(specs)
+    for i, keys in enumerate(shared.values()):
+        low, high = percentile_interval(reps[str(i)])
+        for j, key in enumerate(keys):
+            out[key] = (float(low[j]), float(high[j]))
+    return out
 
 
 def _groups(split: Split, records: list) -> dict[str, dict[str, np.ndarray]]:

@@ -12,6 +12,7 @@ What is kept, per split fingerprint:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import tempfile
@@ -21,12 +22,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from benchmark.data.imageio import load_mask
 from benchmark.data.split import Split
+from benchmark.metrics.mask import TruthBlocks, _cover, nearest_index
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 STANDARD_PRED_HW = (224, 224)  # the official harness's mask size: its blocks are built with the masks
 
 
@@ -37,50 +38,11 @@ def default_cache_dir() -> Path:
 
 
 @lru_cache(maxsize=64)
-def nearest_index(src: int, dst: int) -> np.ndarray:
-    """For each of `dst` output positions, the source position PIL's NEAREST resize reads.
-
-    Taken from PIL itself (resizing an index ramp), so it matches `Image.resize(..., NEAREST)`
-    exactly, whatever rounding PIL uses.
-    """
-    ramp = Image.fromarray(np.arange(src, dtype=np.int32)[None, :], mode="I")
-    out = np.asarray(ramp.resize((dst, 1), Image.NEAREST), dtype=np.int64)[0]
-    out.setflags(write=False)
-    return out
-
-
-@lru_cache(maxsize=16)
-def _block_index(pred_hw: tuple[int, int], truth_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(flat prediction index of every truth pixel, truth pixels per prediction pixel)."""
-    (h, w), (H, W) = pred_hw, truth_hw
-    flat = (nearest_index(h, H)[:, None] * w + nearest_index(w, W)[None, :]).ravel()
-    area = np.bincount(flat, minlength=h * w).astype(np.int64)
-    flat.setflags(write=False)
-    area.setflags(write=False)
-    return flat, area
-
-
-def block_counts(truth: np.ndarray, pred_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(forged truth pixels, all truth pixels) covered by each prediction pixel, as (h*w,) arrays."""
-    flat, area = _block_index(pred_hw, truth.shape)
-    (h, w), (H, W) = pred_hw, truth.shape
-    if H >= h and W >= w:
-        # NEAREST maps contiguous runs of truth rows/columns onto each prediction row/column:
-        # sum each run (two reduceat calls) instead of scattering every pixel
-        rows = np.searchsorted(nearest_index(h, H), np.arange(h))
-        cols = np.searchsorted(nearest_index(w, W), np.arange(w))
-        partial = np.add.reduceat(truth.view(np.uint8), rows, axis=0, dtype=np.int64)
-        return np.add.reduceat(partial, cols, axis=1).ravel(), area
-    forged = np.bincount(flat, weights=truth.ravel(), minlength=h * w).astype(np.int64)
-    return forged, area
-
-
-def _pack_blocks(truth: np.ndarray, pred_hw: tuple[int, int]) -> tuple[str, bytes]:
-    """`block_counts` forged counts, zlib-packed in the smallest unsigned dtype that holds them."""
-    forged, area = block_counts(truth, pred_hw)
-    top = int(area.max())
-    dtype = "u1" if top <= 0xFF else "<u2" if top <= 0xFFFF else "<u4"
-    return dtype, zlib.compress(forged.astype(dtype).tobytes(), 1)
+def _covers(pred_hw: tuple[int, int], truth_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = _cover(pred_hw[0], truth_hw[0]), _cover(pred_hw[1], truth_hw[1])
+    rows.setflags(write=False)
+    cols.setflags(write=False)
+    return rows, cols
 
 
 def _pack_chunk(jobs: list[tuple[str, str]], pred_hw: tuple[int, int]) -> list[tuple]:
@@ -89,7 +51,7 @@ def _pack_chunk(jobs: list[tuple[str, str]], pred_hw: tuple[int, int]) -> list[t
     for image_id, path in jobs:
         mask = load_mask(Path(path), image_id)
         out.append((mask.shape, int(np.count_nonzero(mask)),
-                    zlib.compress(np.packbits(mask).tobytes(), 1), _pack_blocks(mask, pred_hw)))
+                    zlib.compress(np.packbits(mask).tobytes(), 1), TruthBlocks.of(mask, pred_hw).pack()))
     return out
 
 
@@ -102,6 +64,41 @@ def resize_nearest(grey: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return grey[nearest_index(grey.shape[0], hw[0])[:, None], nearest_index(grey.shape[1], hw[1])[None, :]]
 
 
+def fingerprint(split: Split, cache_root: Path) -> str:
+    """`split.fingerprint`, remembered under a key of the split file's bytes and every truth mask
+    file's (path, size, mtime, ctime, inode): re-scoring does not re-read and re-hash the truth,
+    yet any change to a truth file (its ctime moves even when its mtime is forged back) or to the
+    split file computes it afresh. Also stores it on `split`."""
+    if "fingerprint" in split.__dict__:
+        return split.fingerprint
+    h = hashlib.sha256(b"mmtt-split-stat-v1\0")
+    h.update(hashlib.sha256(split.json_path.read_bytes()).digest())
+    for image_id in split.ids:
+        path = split.mask_files[image_id]
+        try:
+            st = os.stat(path)
+        except OSError:
+            return split.fingerprint  # let the full hash report the missing file
+        h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n".encode("utf-8", "surrogateescape"))
+    memo = cache_root / "fingerprints" / f"{h.hexdigest()}.txt"
+    try:
+        known = memo.read_text().strip()
+    except OSError:
+        known = ""
+    if known.startswith("sha256:"):
+        split.__dict__["fingerprint"] = known  # functools.cached_property's storage
+        return known
+    value = split.fingerprint
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+        tmp.write_text(value)
+        os.replace(tmp, memo)
+    except OSError:
+        pass  # a memo that cannot be written only costs speed
+    return value
+
+
 class TruthCache:
     """The decoded truth of one split, loaded from (or built into) the cache folder."""
 
@@ -111,17 +108,19 @@ class TruthCache:
         self.ids = split.ids
         self.index = {image_id: i for i, image_id in enumerate(self.ids)}
         self.workers = workers or min(8, os.cpu_count() or 1)
-        key = split.fingerprint.split(":")[-1][:32]
-        self.dir = (cache_dir or default_cache_dir()) / f"truth-{key}-v{CACHE_VERSION}"
+        root = cache_dir or default_cache_dir()
+        key = fingerprint(split, root).split(":")[-1][:32]
+        self.dir = root / f"truth-{key}-v{CACHE_VERSION}"
         self._blocks: dict[tuple[int, int], list[tuple[str, bytes]]] = {}
         self.progress = progress
         self._load_or_build_masks()
 
     # ----------------------------------------------------------------- masks
     def _load_or_build_masks(self) -> None:
-        data = self._read("masks.pkl")
-        if data is not None:
-            self.shapes, self.positives, self._packed = data["shapes"], data["positives"], data["packed"]
+        meta = self._read("meta.pkl")
+        if meta is not None:
+            self.shapes, self.positives = meta["shapes"], meta["positives"]
+            self._packed = None  # the packed masks load on first use (a re-score needs only blocks)
             return
         # one pass over the truth files, on processes (decoding and block sums hold the GIL):
         # pack each mask and, while it is decoded, its blocks for the usual prediction size
@@ -137,49 +136,52 @@ class TruthCache:
         self.shapes = np.array([r[0] for r in rows], dtype=np.int64).reshape(-1, 2)
         self.positives = np.array([r[1] for r in rows], dtype=np.int64)
         self._packed = [r[2] for r in rows]
-        self._write("masks.pkl", {"ids": self.ids, "shapes": self.shapes, "positives": self.positives,
-                                  "packed": self._packed})
+        self._write("masks.pkl", {"ids": self.ids, "packed": self._packed})
         blocks = [r[3] for r in rows]
         self._blocks[STANDARD_PRED_HW] = blocks
         self._write(_blocks_name(STANDARD_PRED_HW), {"ids": self.ids, "blocks": blocks})
+        self._write("meta.pkl", {"ids": self.ids, "shapes": self.shapes, "positives": self.positives})
 
     def mask(self, image_id: str) -> np.ndarray:
         """The truth mask of `image_id` as a bool (H, W) array."""
+        if self._packed is None:
+            data = self._read("masks.pkl")
+            if data is None:  # the packed masks went missing: rebuild everything
+                (self.dir / "meta.pkl").unlink(missing_ok=True)
+                self._load_or_build_masks()
+            else:
+                self._packed = data["packed"]
         i = self.index[image_id]
         h, w = self.shapes[i]
         bits = np.frombuffer(zlib.decompress(self._packed[i]), dtype=np.uint8)
         return np.unpackbits(bits, count=int(h * w)).reshape(h, w).view(bool)
 
     # ----------------------------------------------------------------- blocks
-    def blocks(self, image_id: str, pred_hw: tuple[int, int], *, build: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """`block_counts` of the truth of `image_id` for a prediction of size `pred_hw`.
+    def blocks(self, image_id: str, pred_hw: tuple[int, int], *, build: bool = True) -> TruthBlocks:
+        """The truth of `image_id` seen from a prediction of size `pred_hw` (see `TruthBlocks`).
 
         From the cached table of that size (loaded, or built for every image when `build`);
-        without a table and with `build=False`, computed for this image alone. The forged
-        counts come in the smallest unsigned dtype that holds them.
+        without a table and with `build=False`, computed for this image alone.
         """
         pred_hw = (int(pred_hw[0]), int(pred_hw[1]))
         i = self.index[image_id]
-        truth_hw = (int(self.shapes[i][0]), int(self.shapes[i][1]))
         table = self._blocks.get(pred_hw)
         if table is None:
             table = self._load_or_build_blocks(pred_hw, build=build)
         if table is None:
-            return block_counts(self.mask(image_id), pred_hw)
-        dtype, packed = table[i]
-        forged = np.frombuffer(zlib.decompress(packed), dtype=dtype)
-        _, area = _block_index(pred_hw, truth_hw)
-        return forged, area
+            return TruthBlocks.of(self.mask(image_id), pred_hw)
+        rows, cols = _covers(pred_hw, (int(self.shapes[i][0]), int(self.shapes[i][1])))
+        return TruthBlocks.unpack(table[i], rows, cols)
 
-    def _load_or_build_blocks(self, pred_hw: tuple[int, int], *, build: bool = True) -> list[tuple[str, bytes]] | None:
+    def _load_or_build_blocks(self, pred_hw: tuple[int, int], *, build: bool = True) -> list[bytes] | None:
         name = _blocks_name(pred_hw)
         data = self._read(name)
         table = data["blocks"] if data is not None else None
         if table is None and not build:
             return None
         if table is None:
-            def build(image_id: str) -> tuple[str, bytes]:
-                return _pack_blocks(self.mask(image_id), pred_hw)
+            def build(image_id: str) -> bytes:
+                return TruthBlocks.of(self.mask(image_id), pred_hw).pack()
 
             table = self._map(build, f"truth blocks for {pred_hw[1]}x{pred_hw[0]} masks (once)")
             self._write(name, {"ids": self.ids, "blocks": table})

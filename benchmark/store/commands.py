@@ -16,7 +16,6 @@ from benchmark.errors import BenchmarkError
 from benchmark.metrics import registry
 from benchmark.scoring.options import ScoreOptions
 from benchmark.scoring.options import add_arguments as add_score_arguments
-from benchmark.store.ranking import DEFAULT_ORDER
 from benchmark.store.rules import RULES, TEAM_ENTRY_CHOICES
 
 # SQLAlchemy and the scorer are imported inside the handlers: building the `mmtt` parser (for any
@@ -148,6 +147,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         stamps = f"v{r.metric_version} {r.dataset_fingerprint[7:15]}" + (" stale" if r.stale else "")
         print(f"{r.rank:>4}  {r.entry + mark(r):<{we}}  {r.team:<{wt}}"
               + "".join("  " + _f(r.metrics.get(c)) for c in cols) + f"  {stamps}")
+    from benchmark.store.ranking import DEFAULT_ORDER
+
     order = args.metric or ", then ".join(DEFAULT_ORDER)
     print(f"\nsplit {args.split}, protocol {args.protocol}; ranked by {order} (higher is better); "
           f"one entry per team ({team_entry}); * baseline (always shown), ! flagged; "

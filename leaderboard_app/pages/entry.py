@@ -9,6 +9,7 @@ import streamlit as st
 from benchmark.errors import BenchmarkError
 from benchmark.store.detail import HiddenSplitError
 from benchmark.metrics import registry
+from benchmark.scoring.score import BREAKDOWN_AXES
 from benchmark.store.ranking import PRIMARY_METRIC
 from leaderboard_app import queries
 from leaderboard_app.present import (
@@ -117,7 +118,7 @@ st.caption(f"{d['n_scored']:,} of {d['n_truth']:,} images scored ({d['n_missing'
            f"{d['scored_at'][:16].replace('T', ' ')} UTC · CIs: {md_escape(d.get('ci_method') or 'n/a')}")
 
 # ---------------------------------------------------------------------------- breakdown
-st.subheader("By manipulation method and image source")
+st.subheader("By manipulation method, image source and facial region")
 if d["hidden"]:
     st.info("This split's truth is hidden: only aggregate scores are published (no breakdowns, no samples).")
     st.stop()
@@ -131,8 +132,8 @@ else:
                       for m in g["metrics"]}, key=lambda m: order.index(m) if m in order else 99)
     choice = st.selectbox("Metric", present, format_func=label, key="entry_bd_metric",
                           index=present.index("iou") if "iou" in present else 0)
-    cols = st.columns(2)
-    for col, dim in zip(cols, ("method", "source")):
+    cols = st.columns(len(BREAKDOWN_AXES))
+    for col, dim in zip(cols, BREAKDOWN_AXES):
         groups = breakdown.get(dim, {})
         rows = [{"group": g, "n": v["n"], "value": scaled(next((x for k, x in v["metrics"].items()
                                                                  if BREAKDOWN_ALIASES.get(k, k) == choice), None))}
