@@ -56,7 +56,8 @@ def test_demo_end_to_end_then_cached(tmp_path: Path) -> None:
         assert row["status"] in ("ranked", "not ranked"), (row["entry"], row["status"], row["notes"])
         for variant in ("downscale", "blur", "both"):
             drops = row["variants"][variant]
-            assert drops != "not evaluated" and set(drops) == set(row["clean"]), (row["entry"], variant)
+            # every clean metric but METEOR, which the demo leaves out of the variant submissions
+            assert drops != "not evaluated" and set(drops) == set(row["clean"]) - {"meteor"}, (row["entry"], variant)
     ranked = [r for r in doc["rows"] if r["status"] == "ranked"]
     assert [r["rank"] for r in ranked] == sorted(r["rank"] for r in ranked) and ranked[0]["rank"] == 1
 

@@ -255,6 +255,17 @@ def test_submit_robust_takes_the_clean_run_and_the_variant_runs_beside_it(robust
     again = json.loads(cli("submit", clean, "--data", world.data, "--db", world.db, "--name", "model-r", "--robust",
                            "--no-meteor", "--n-boot", "50", "--json").stdout)
     assert all(r["duplicate"] for r in again)
+    # fewer metrics on the variants only: the clean run is unchanged, the variants are re-scored without clue_f1
+    fewer = json.loads(cli("submit", clean, "--data", world.data, "--db", world.db, "--name", "model-r", "--robust",
+                           "--no-meteor", "--n-boot", "50", "--skip-on-variants", "clue_f1", "--json").stdout)
+    assert [r["duplicate"] for r in fewer] == [True, False, False, False]
+    assert "clue_f1" in fewer[0]["metrics"] and all("clue_f1" not in r["metrics"] for r in fewer[1:])
+    table = json.loads(cli("leaderboard", "--db", world.db, "--split", "test", "--robust", "--json", "--n-boot",
+                           "50").stdout)
+    (row,) = [r for r in table["rows"] if r["entry"] == "model-r"]
+    assert "clue_f1" in row["clean"] and "clue_f1" not in row["variants"]["blur"] and "iou" in row["variants"]["blur"]
+    assert cli("submit", clean, "--data", world.data, "--db", world.db, "--name", "model-r",
+               "--skip-on-variants", "meteor").returncode == 2
     lonely = world.submission("model-s", seed=4)
     bad = cli("submit", lonely, "--data", world.data, "--db", world.db, "--name", "model-s", "--robust")
     assert bad.returncode == 2 and "no variant run beside it" in bad.stderr

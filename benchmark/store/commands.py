@@ -62,14 +62,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     if args.robust and args.variant:
         raise BenchmarkError("--robust submits the clean run and every variant run beside it; drop --variant")
+    if args.skip_on_variants and not args.robust:
+        raise BenchmarkError("--skip-on-variants goes with --robust")
     runs = robust_submissions(Path(args.submission)) if args.robust else [(args.variant, Path(args.submission))]
+    options = ScoreOptions.from_args(args)
+    extra_skip = tuple(n.strip() for group in args.skip_on_variants or [] for n in group.split(",") if n.strip())
     outcomes = []
     with _open(args) as board:
         for variant, path in runs:   # each atomically; the clean one first (variants link to it)
             request = SubmitRequest(path=path, data=Path(args.data), split=args.split, variant=variant,
                                     name=args.name, team=args.team, baseline=args.baseline, private=args.private,
-                                    options=ScoreOptions.from_args(args), daily_limit=args.daily_limit,
-                                    max_upload_mb=args.max_upload_mb)
+                                    options=options.with_(skip=tuple(dict.fromkeys(options.skip + extra_skip)))
+                                    if variant and extra_skip else options,
+                                    daily_limit=args.daily_limit, max_upload_mb=args.max_upload_mb)
             outcomes.append(submit(board, request))
     if args.json:
         _print_json([o.to_json() for o in outcomes] if args.robust else outcomes[0].to_json())
@@ -399,6 +404,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--robust", action="store_true",
                    help="submit SUBMISSION (the clean run) and then each variant run beside it "
                         "(SUBMISSION_downscale, _blur, _both, as `mmtt run --robust` writes them); --json: a list")
+    p.add_argument("--skip-on-variants", action="append", metavar="NAMES",
+                   help="with --robust: leave these metrics out of the variant submissions only (e.g. meteor, by far "
+                        "the slowest; the robustness table then has no row for them)")
     p.add_argument("--name", required=True, help="entry name on the board (unique; resubmitting updates it)")
     p.add_argument("--team", help="team (default: the manifest's)")
     p.add_argument("--baseline", action="store_true", help="a maintainer's baseline: always shown, no daily limit")
