@@ -96,9 +96,52 @@ def _torchrun(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env=env)
 
 
+def robust_runs(data: Path, split: str, out: Path, *, progress: bool = False) -> list[tuple[str, Path]]:
+    """(split, output folder) of a `--robust` run: the clean split into `out`, then each variant
+    `<split>_<variant>` into the sibling folder `<out>_<variant>` (a submission of its own, submitted
+    with `mmtt submit <out>_<variant> --split <split> --variant <variant>`, or all four at once with
+    `mmtt submit <out> --split <split> --robust`). Variants missing from `data` are created first."""
+    from benchmark.data.robust import VARIANTS, make_variants, missing_variants, parse_split_name, variant_split_name
+
+    if parse_split_name(split)[1]:
+        raise BenchmarkError(f"--split {split} --robust: give the clean split (e.g. test); its variants follow")
+    missing = missing_variants(data, split)
+    if missing:
+        make_variants(data, split, missing, progress=progress)
+    return [(split, out)] + [(variant_split_name(split, v), out.with_name(f"{out.name}_{v}")) for v in VARIANTS]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.robust:
+        runs = robust_runs(Path(args.data), args.split, Path(args.out), progress=not args.quiet)
+        logs = {}
+        for split, out in runs:
+            one = argparse.Namespace(**{**vars(args), "split": split, "out": str(out), "robust": False})
+            if args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+                code = _torchrun(one)
+                if code:
+                    return code
+                continue
+            logs[split] = _run_split(one)
+            if not args.json and "config" in logs[split]:   # (rank 0 of a sharded run reports)
+                _report_run(one, logs[split])
+        if args.json:
+            _print_json({"runs": [{"split": split, "out": str(out)} for split, out in runs], "logs": logs})
+        return 0
     if args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return _torchrun(args)
+    log = _run_split(args)
+    if "config" not in log:  # a non-zero rank of a sharded run: rank 0 reports
+        return 0
+    if args.json:
+        _print_json(log)
+        return 0
+    _report_run(args, log)
+    return 0
+
+
+def _run_split(args: argparse.Namespace) -> dict[str, Any]:
+    """Run `args.model` over `args.split` into `args.out`; the run log."""
     from benchmark.data.split import load_split
     from benchmark.harness.run import RunOptions, resolve_device, run_model
 
@@ -116,25 +159,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_opts = RunOptions(device=args.device, batch_size=args.batch_size, workers=args.workers,
                           precision=args.precision, skip_unreadable=args.skip_unreadable, overwrite=args.overwrite,
                           progress=not args.quiet, description=entry.description, identity=identity)
-    log = run_model(model, split, Path(args.out), run_opts, device=device)
-    if "config" not in log:  # a non-zero rank of a sharded run: rank 0 reports
-        return 0
-    if args.json:
-        _print_json(log)
-        return 0
+    return run_model(model, split, Path(args.out), run_opts, device=device)
+
+
+def _report_run(args: argparse.Namespace, log: dict[str, Any]) -> None:
+    """The run's one-line summary (and any skipped images) in the terminal."""
     if log.get("already_complete"):
-        print(f"{args.out}: already complete ({log['n_predicted']} predictions for split '{split.name}'); nothing to do")
-        return 0
+        print(f"{args.out}: already complete ({log['n_predicted']} predictions for split '{args.split}'); nothing to do")
+        return
     rate = f", {log['images_per_s']} img/s" if log.get("images_per_s") else ""
     resumed = f", {log['resumed_items']} resumed" if log.get("resumed_items") else ""
-    print(f"wrote {args.out}: {log['n_predicted']} predictions for split '{split.name}' by '{args.model}' "
+    print(f"wrote {args.out}: {log['n_predicted']} predictions for split '{args.split}' by '{args.model}' "
           f"on {log['device']}{rate}{resumed}")
     if log["n_skipped"]:
         print(f"warning: {log['n_skipped']} unreadable image(s) skipped (listed in {Path(args.out) / 'run.json'}):",
               file=sys.stderr)
         for row in log["skipped"][:20]:
             print(f"  {row['error']}", file=sys.stderr)
-    return 0
 
 
 # ---------------------------------------------------------------- train
@@ -191,6 +232,9 @@ def add_parsers(sub: argparse._SubParsersAction, data_sub: argparse._SubParsersA
                    help="record unreadable images in run.json and go on (default: stop with a located error)")
     p.add_argument("--overwrite", action="store_true", help="discard what --out holds and start afresh")
     p.add_argument("--nproc", type=int, default=1, help="processes on this machine: >1 re-launches under torchrun")
+    p.add_argument("--robust", action="store_true",
+                   help="also run the split's robustness variants (downscale, blur, both; created in --data if "
+                        "missing), each into its own submission folder OUT_downscale, OUT_blur, OUT_both")
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="model build option (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the run log as JSON")

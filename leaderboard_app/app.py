@@ -25,6 +25,7 @@ page = st.navigation([
     st.Page(PAGES / "entry.py", title="Entry", icon=":material/badge:", url_path="entry"),
     st.Page(PAGES / "compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
     st.Page(PAGES / "plots.py", title="Plots", icon=":material/scatter_plot:", url_path="plots"),
+    st.Page(PAGES / "robustness.py", title="Robustness", icon=":material/blur_on:", url_path="robustness"),
     st.Page(PAGES / "submit.py", title="Submit", icon=":material/upload:", url_path="submit"),
 ])
 try:

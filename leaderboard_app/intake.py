@@ -49,8 +49,10 @@ def safe_filename(name: str) -> str | None:
 
 
 def handle_upload(cfg: AppConfig, *, token: str, name: str, split: str, filename: str, payload: bytes,
-                  allow_missing: bool = False) -> IntakeResult:
-    """Post an uploaded archive to the submission API; never raises for a user's mistake."""
+                  allow_missing: bool = False, variant: str | None = None) -> IntakeResult:
+    """Post an uploaded archive to the submission API; never raises for a user's mistake.
+    `variant`: a robustness variant of `split` (its predictions go to that variant's split)."""
+    from benchmark.data.robust import variant_split_name
     from benchmark.service.client import submit_archive
 
     if cfg.api is None:
@@ -71,8 +73,9 @@ def handle_upload(cfg: AppConfig, *, token: str, name: str, split: str, filename
     with tempfile.TemporaryDirectory(prefix="mmtt-upload-") as tmp:
         path = Path(tmp) / safe
         path.write_bytes(payload)
+        target = variant_split_name(split, variant) if variant else split
         try:
-            answer = submit_archive(cfg.api, token or "", path, name=name, split=split, allow_missing=allow_missing)
+            answer = submit_archive(cfg.api, token or "", path, name=name, split=target, allow_missing=allow_missing)
         except BenchmarkError as exc:
             return IntakeResult(ok=False, message=str(exc), problems=list(exc.problems))
         except Exception as exc:  # noqa: BLE001 - an internal fault, still told in one line (no server paths)

@@ -223,3 +223,87 @@ def safe_url(url: str | None) -> str | None:
     if not re.match(r"^https?://[^\s/$.?#][^\s]*$", url, re.IGNORECASE) or any(ord(c) < 32 for c in url):
         return None
     return url
+
+
+# ---------------------------------------------------------------------------- robustness
+def fmt_pct(value: float | None, ci: Sequence[float | None] | None = None) -> str:
+    """`2.9% (2.2–3.5)`: a share as a percentage with its 95% interval, or the value alone."""
+    v = scaled(value)
+    if v is None:
+        return "–"
+    if not ci or ci[0] is None or ci[1] is None:
+        return f"{v:.1f}%"
+    return f"{v:.1f}% ({scaled(ci[0]):.1f}–{scaled(ci[1]):.1f})"
+
+
+def robust_table(table: Any, metric: str) -> pd.DataFrame:
+    """One row per entry for `metric`: robustness rank, status, mean relative drop, and the clean
+    (with its 95% CI) and degraded scores x100; "not evaluated" where an entry has no run on a
+    variant (never a zero)."""
+    from benchmark.store.robust import NOT_EVALUATED
+
+    out: list[dict[str, Any]] = []
+    for row in table.rows:
+        item: dict[str, Any] = {"Robustness rank": row.rank, "Entry": row.entry + (" ★" if row.baseline else ""),
+                                "Status": row.status,
+                                "Mean rel. drop": fmt_pct(row.score) if row.score is not None else "–",
+                                "Clean": fmt_ci(row.clean.get(metric), row.clean_ci95.get(metric))
+                                if metric in row.clean else "–"}
+        for variant in table.variants:
+            drops = row.variants.get(variant)
+            d = drops.get(metric) if drops is not None else None
+            item[variant.capitalize()] = NOT_EVALUATED if drops is None else "–" if d is None else fmt(d.degraded)
+        out.append(item)
+    return pd.DataFrame(out)
+
+
+def robust_drops(table: Any, metric: str) -> pd.DataFrame:
+    """One row per entry for `metric`: per variant the drop clean - degraded (x100) and the relative
+    drop (%), each with its paired-bootstrap 95% CI; "not evaluated" as in `robust_table`."""
+    from benchmark.store.robust import NOT_EVALUATED
+
+    out: list[dict[str, Any]] = []
+    for row in table.rows:
+        item: dict[str, Any] = {"Entry": row.entry + (" ★" if row.baseline else "")}
+        for kind in ("Drop", "Rel. drop"):
+            for variant in table.variants:
+                drops = row.variants.get(variant)
+                d = drops.get(metric) if drops is not None else None
+                if drops is None:
+                    item[f"{kind} {variant}"] = NOT_EVALUATED
+                elif d is None:
+                    item[f"{kind} {variant}"] = "–"
+                else:
+                    item[f"{kind} {variant}"] = (fmt_ci(d.drop, d.drop_ci) if kind == "Drop"
+                                                 else fmt_pct(d.rel_drop, d.rel_ci))
+        out.append(item)
+    return pd.DataFrame(out)
+
+
+def robust_long(table: Any) -> pd.DataFrame:
+    """Every entry x variant x metric with numbers (x100; relative drops in %), for the full view and CSV."""
+    out = []
+    for row in table.rows:
+        for variant, drops in row.variants.items():
+            for m, d in drops.items():
+                out.append({"Entry": row.entry, "Variant": variant, "Metric": label(m), "Clean": scaled(d.clean),
+                            "Degraded": scaled(d.degraded), "Drop": scaled(d.drop),
+                            "Drop CI low": scaled(d.drop_ci[0]), "Drop CI high": scaled(d.drop_ci[1]),
+                            "Rel. drop %": scaled(d.rel_drop), "Rel. CI low %": scaled(d.rel_ci[0]),
+                            "Rel. CI high %": scaled(d.rel_ci[1]), "Paired": d.paired})
+    return pd.DataFrame(out)
+
+
+def robust_plot_frame(table: Any, metric: str) -> pd.DataFrame:
+    """Long rows (entry, condition, score x100) of `metric` for the clean-vs-degraded plot; only
+    entries evaluated on at least one variant, conditions in the fixed order clean, variants."""
+    out = []
+    for row in table.rows:
+        if metric not in row.clean or not any(metric in d for d in row.variants.values()):
+            continue
+        out.append({"entry": row.entry, "condition": "clean", "order": 0, "score": scaled(row.clean[metric])})
+        for k, variant in enumerate(table.variants, start=1):
+            d = row.variants.get(variant, {}).get(metric)
+            if d is not None and d.degraded is not None:
+                out.append({"entry": row.entry, "condition": variant, "order": k, "score": scaled(d.degraded)})
+    return pd.DataFrame(out, columns=["entry", "condition", "order", "score"])

@@ -92,13 +92,15 @@ def _splits(url: str, marker: str) -> list[dict[str, Any]]:
     from benchmark.store.detail import list_splits
 
     def read(session) -> list[dict[str, Any]]:
-        return [{k: s[k] for k in ("name", "n_items", "hidden", "fingerprint")} for s in list_splits(session)]
+        return [{k: s[k] for k in ("name", "n_items", "hidden", "fingerprint", "base", "variant")}
+                for s in list_splits(session)]
 
     return _read(url, read)
 
 
 def splits(url: str) -> list[dict[str, Any]]:
-    """The board's splits: name, n_items, hidden, fingerprint (no entry counts: private ones would show)."""
+    """The board's splits: name, n_items, hidden, fingerprint, and for a robustness variant its base
+    split and variant (no entry counts: private ones would show)."""
     return _splits(url, change_marker(url))
 
 
@@ -235,6 +237,21 @@ def compare(url: str, a: str, b: str, split: str, protocol: str = "strict", *, n
             seed: int = 0) -> dict[str, Any]:
     """The paired test of A - B (`mmtt compare`), public entries only."""
     return _compare(url, a, b, split, protocol, n_boot, seed, change_marker(url))
+
+
+# --------------------------------------------------------------------------- robustness
+@st.cache_data(show_spinner=False, max_entries=16)
+def _robustness(url: str, split: str, protocol: str, n_boot: int, marker: str):
+    from benchmark.store.robust import robustness as table
+    from benchmark.store.rules import rule_value
+
+    return _read(url, lambda s: table(s, split, protocol=protocol, team_entry=rule_value(s, "team_entry"),
+                                      public=True, n_boot=n_boot), "computing the robustness table")
+
+
+def robustness(url: str, split: str, protocol: str = "strict", *, n_boot: int = 1000):
+    """`mmtt leaderboard --robust` on the public side: a `benchmark.store.robust.RobustTable`."""
+    return _robustness(url, split, protocol, n_boot, change_marker(url))
 
 
 # ------------------------------------------------------------------------------- submit

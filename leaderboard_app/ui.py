@@ -68,7 +68,9 @@ def split_picker(splits: Sequence[dict[str, Any]], *, key: str, label: str = "Sp
     default = wanted if wanted in names else ("test" if "test" in names else names[0])
     by_name = {s["name"]: s for s in splits}
     choice = st.selectbox(label, names, index=names.index(default), key=key,
-                          format_func=lambda n: n + ("  (hidden truth)" if by_name[n]["hidden"] else ""))
+                          format_func=lambda n: n + ("  (hidden truth)" if by_name[n]["hidden"] else "")
+                          + (f"  ({by_name[n]['variant']} variant of {by_name[n]['base']})"
+                             if by_name[n].get("variant") else ""))
     return by_name[choice]
 
 

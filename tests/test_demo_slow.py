@@ -1,5 +1,6 @@
 """`mmtt demo` end to end on a small mini-MMTT: every stage runs, every runnable registered model
-reaches the board on eval and test, and a second run reuses everything it can."""
+reaches the board on eval, test and test's robustness variants (the Robustness view filled), and
+a second run reuses everything it can."""
 
 import json
 import subprocess
@@ -44,6 +45,21 @@ def test_demo_end_to_end_then_cached(tmp_path: Path) -> None:
     table = out[out.index("== 5/5"):]
     assert all(name in table for name in runnable)
     assert "forgerytalker-tiny" in table
+    # the robustness view is filled: every entry ran and was submitted on the three test variants
+    assert "rule: ranked by the mean relative drop" in table
+    robust = _mmtt("leaderboard", "--db", str(db), "--split", "test", "--robust", "--json", "--n-boot", "200")
+    assert robust.returncode == 0, robust.stderr
+    doc = json.loads(robust.stdout)
+    assert doc["variant_splits"] == {"blur": "test_blur", "both": "test_both", "downscale": "test_downscale"}
+    assert sorted(r["entry"] for r in doc["rows"]) == runnable
+    for row in doc["rows"]:
+        assert row["status"] in ("ranked", "not ranked"), (row["entry"], row["status"], row["notes"])
+        for variant in ("downscale", "blur", "both"):
+            drops = row["variants"][variant]
+            # every clean metric but METEOR, which the demo leaves out of the variant submissions
+            assert drops != "not evaluated" and set(drops) == set(row["clean"]) - {"meteor"}, (row["entry"], variant)
+    ranked = [r for r in doc["rows"] if r["status"] == "ranked"]
+    assert [r["rank"] for r in ranked] == sorted(r["rank"] for r in ranked) and ranked[0]["rank"] == 1
 
     second = _mmtt(*args)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
@@ -54,5 +70,6 @@ def test_demo_end_to_end_then_cached(tmp_path: Path) -> None:
         assert any(line.split()[:2] == [name, "reusing"] for line in again.splitlines()), name
     assert "to train (log" not in again
     assert again.count("unchanged") >= 2 * len(runnable)  # stored submissions are not scored again
+    assert again.count("(unchanged x4") >= len(runnable)   # test and its 3 variants, one job per model
     rows2 = json.loads(_mmtt("leaderboard", "--db", str(db), "--split", "test", "--json").stdout)
     assert len(rows2) == len(runnable)

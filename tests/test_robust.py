@@ -110,3 +110,25 @@ def test_cli_aliases_and_errors(tmp_path: Path, capsys) -> None:
     assert rows[0]["split"] == "test_blur" and (root / "test-mutilabel_blur.json").is_file()
     assert main(["data", "robust", "--data", str(root), "--split", "test_blur", "--variant", "blur", "--quiet"]) == 2
     assert "base split" in capsys.readouterr().err
+
+
+def test_run_robust_writes_the_clean_and_every_variant_submission(tmp_path: Path, capsys) -> None:
+    """`mmtt run MODEL --robust`: the clean split into --out, each variant (created when missing)
+    into OUT_<variant>, each a submission made for its own split."""
+    root = tmp_path / "data"
+    make_random_dataset(root, n=4, size=16, seed=5)
+    out = tmp_path / "runs" / "empty" / "test"
+    assert main(["run", "empty", "--data", str(root), "--split", "test", "--robust", "--out", str(out),
+                 "--quiet", "--workers", "0", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["split"] for r in report["runs"]] == ["test", "test_downscale", "test_blur", "test_both"]
+    for run in report["runs"]:
+        folder = Path(run["out"])
+        assert folder == (out if run["split"] == "test" else out.with_name(f"test_{run['split'].split('_')[1]}"))
+        assert json.loads((folder / "manifest.json").read_text())["split"] == run["split"]
+        assert len((folder / "predictions.jsonl").read_text().splitlines()) == 4
+        assert report["logs"][run["split"]]["n_predicted"] == 4
+    for variant in ("downscale", "blur", "both"):
+        assert (root / f"test-mutilabel_{variant}.json").is_file()
+    assert main(["run", "empty", "--data", str(root), "--split", "test_blur", "--robust", "--out", str(out)]) == 2
+    assert "clean split" in capsys.readouterr().err

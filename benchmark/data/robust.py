@@ -52,6 +52,24 @@ def variant_dir(variant: str) -> str:
     return f"{IMAGE_ROOT}_{variant}"
 
 
+def variant_split_name(base: str, variant: str) -> str:
+    """`test` + `blur` -> `test_blur`: the name a variant split is loaded and registered under."""
+    return f"{base}_{variant}"
+
+
+def parse_split_name(name: str) -> tuple[str, str | None]:
+    """`test_blur` -> (`test`, `blur`); a clean split name -> (name, None)."""
+    base, sep, suffix = name.rpartition("_")
+    if sep and base and suffix in VARIANTS:
+        return base, suffix
+    return name, None
+
+
+def missing_variants(data: Path, split_name: str, variants: list[str] | tuple[str, ...] = VARIANTS) -> list[str]:
+    """The variants of `split_name` whose split file is not in `data` yet."""
+    return [v for v in variants if not (Path(data) / f"{split_name}-mutilabel_{v}.json").is_file()]
+
+
 def resize_nearest_cv2(a: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """`cv2.resize(a, (out_w, out_h), interpolation=cv2.INTER_NEAREST)` for an (H, W[, C]) array."""
     in_h, in_w = a.shape[:2]

@@ -55,18 +55,47 @@ def _f(v: Any, width: int = 8) -> str:
 
 
 # ------------------------------------------------------------------------------------- submit
+def robust_submissions(path: Path) -> list[tuple[str | None, Path]]:
+    """(variant, folder) of `submit --robust`: the clean run `path`, then the variant runs beside it
+    as `mmtt run --robust` lays them out (`path_downscale`, `path_blur`, `path_both`)."""
+    from benchmark.data.robust import VARIANTS
+
+    found = [(v, path.with_name(f"{path.name}_{v}")) for v in VARIANTS]
+    found = [(v, p) for v, p in found if p.exists()]
+    if not found:
+        raise BenchmarkError(f"{path}: no variant run beside it ({path.name}_downscale, _blur, _both; "
+                             "written by `mmtt run --robust`)")
+    return [(None, path), *found]
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from benchmark.store.submission import SubmitRequest, submit
 
-    request = SubmitRequest(path=Path(args.submission), data=Path(args.data), split=args.split, name=args.name,
-                            team=args.team, baseline=args.baseline, private=args.private,
-                            options=ScoreOptions.from_args(args), daily_limit=args.daily_limit,
-                            max_upload_mb=args.max_upload_mb)
+    if args.robust and args.variant:
+        raise BenchmarkError("--robust submits the clean run and every variant run beside it; drop --variant")
+    if args.skip_on_variants and not args.robust:
+        raise BenchmarkError("--skip-on-variants goes with --robust")
+    runs = robust_submissions(Path(args.submission)) if args.robust else [(args.variant, Path(args.submission))]
+    options = ScoreOptions.from_args(args)
+    extra_skip = tuple(n.strip() for group in args.skip_on_variants or [] for n in group.split(",") if n.strip())
+    outcomes = []
     with _open(args) as board:
-        outcome = submit(board, request)
+        for variant, path in runs:   # each atomically; the clean one first (variants link to it)
+            request = SubmitRequest(path=path, data=Path(args.data), split=args.split, variant=variant,
+                                    name=args.name, team=args.team, baseline=args.baseline, private=args.private,
+                                    options=options.with_(skip=tuple(dict.fromkeys(options.skip + extra_skip)))
+                                    if variant and extra_skip else options,
+                                    daily_limit=args.daily_limit, max_upload_mb=args.max_upload_mb)
+            outcomes.append(submit(board, request))
     if args.json:
-        _print_json(outcome.to_json())
+        _print_json([o.to_json() for o in outcomes] if args.robust else outcomes[0].to_json())
         return 0
+    for outcome in outcomes:
+        _print_outcome(outcome)
+    return 0
+
+
+def _print_outcome(outcome) -> None:
     s = outcome.summary
     what = "already scored (identical files), submission" if outcome.duplicate else "scored submission"
     print(f"{what} #{outcome.submission_id}: entry '{outcome.entry}' (team {outcome.team}) on split "
@@ -80,7 +109,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(f"  {m:<12}{_f(s['metrics'][m])}{interval}")
     for w in (s.get("warnings") or [])[:10]:
         print(f"warning: {w}")
-    return 0
 
 
 # ------------------------------------------------------------------------------------ rescore
@@ -107,6 +135,9 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchmark.store.ranking import board_json, leaderboard, metric_names
     from benchmark.store.rules import rule_value
+
+    if args.robust:
+        return _robust_board(args)
 
     with _open(args, must_exist=True) as board:
         def read(session):
@@ -138,6 +169,26 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     print(f"\nsplit {args.split}, protocol {args.protocol}; ranked by {order} (higher is better); "
           f"one entry per team ({team_entry}); * baseline (always shown), ! flagged; "
           "stamps: metric version, data fingerprint")
+    return 0
+
+
+def _robust_board(args: argparse.Namespace) -> int:
+    from benchmark.store.robust import format_robust, robustness
+    from benchmark.store.rules import rule_value
+
+    with _open(args, must_exist=True) as board:
+        table = board.db.read(lambda s: robustness(s, args.split, protocol=args.protocol,
+                                                   team_entry=rule_value(s, "team_entry", args.team_entry),
+                                                   public=not args.all, n_boot=args.n_boot, seed=args.seed),
+                              "reading the board")
+    if args.json:
+        _print_json(table.to_json())
+    else:
+        shown = tuple(m.strip() for m in args.metrics.split(",") if m.strip()) if args.metrics else None
+        unknown = [m for m in shown or () if m not in table.metrics]
+        if unknown:
+            raise BenchmarkError(f"--metrics: unknown {', '.join(unknown)} (choose from {', '.join(table.metrics)})")
+        print(format_robust(table, shown))
     return 0
 
 
@@ -208,35 +259,30 @@ def cmd_db_set(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------------------- split
 def cmd_split_add(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
+    from benchmark.data.robust import parse_split_name
+    from benchmark.store.robust import load_variant_splits, register_split
 
     from benchmark.data.split import load_split
-    from benchmark.store.models import Split
 
+    if args.robust and parse_split_name(args.split)[1]:
+        raise BenchmarkError(f"--split {args.split} --robust: give the clean split (e.g. test); its variants follow")
     data = load_split(Path(args.data), args.split)
-    fingerprint = data.fingerprint
+    variants = load_variant_splits(Path(args.data), data, progress=not args.quiet) if args.robust else {}
 
-    def write(session) -> str:
-        row = session.scalar(select(Split).where(Split.name == args.split))
-        if row is None:
-            session.add(Split(name=args.split, fingerprint=fingerprint, n_items=len(data), hidden=args.hidden))
-            return "added"
-        if row.fingerprint != fingerprint:
-            if not args.update:
-                raise BenchmarkError(f"split '{args.split}' is on the board with fingerprint {row.fingerprint[:19]}..., "
-                                 f"the data has {fingerprint[:19]}...; pass --update (then `mmtt rescore`)")
-            row.fingerprint, row.n_items = fingerprint, len(data)
-            state = "updated (run `mmtt rescore` to re-score its entries)"
-        else:
-            state = "unchanged"
-        if args.hidden:
-            row.hidden = True
-        return state
+    def write(session) -> list[tuple[str, str, int, str]]:
+        base = register_split(session, data, hidden=args.hidden, update=args.update)
+        done = [(args.split, base.state, len(data), data.fingerprint)]
+        for variant, vsplit in variants.items():
+            row = register_split(session, vsplit, hidden=args.hidden, update=args.update, base=base.row,
+                                 variant=variant)
+            done.append((vsplit.name, row.state, len(vsplit), vsplit.fingerprint))
+        return done
 
     with _open(args) as board:
-        state = board.db.write(write, "registering the split")
-    print(f"split {args.split}: {state}; {len(data)} items, fingerprint {fingerprint}"
-          + (", hidden" if args.hidden else ""))
+        done = board.db.write(write, "registering the split")
+    for name, state, n, fingerprint in done:
+        kind = "" if name == args.split else f" (robustness variant of {args.split})"
+        print(f"split {name}{kind}: {state}; {n} items, fingerprint {fingerprint}" + (", hidden" if args.hidden else ""))
     return 0
 
 
@@ -262,7 +308,8 @@ def cmd_split_list(args: argparse.Namespace) -> int:
     else:
         for s in splits:
             print(f"{s['name']:<16}{s['n_items']:>7} items {s['n_entries']:>5} entries  "
-                  f"{'hidden' if s['hidden'] else 'public':<7} {s['fingerprint'][:23]}")
+                  f"{'hidden' if s['hidden'] else 'public':<7} {s['fingerprint'][:23]}"
+                  + (f"  {s['variant']} variant of {s['base']}" if s.get("variant") else ""))
     return 0
 
 
@@ -362,6 +409,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("submission", help="submission folder or .zip/.tar.gz (manifest.json required)")
     p.add_argument("--data", required=True, help="data root (holds the split JSONs and dataset/)")
     p.add_argument("--split", default="test")
+    p.add_argument("--variant", choices=("downscale", "blur", "both"),
+                   help="predictions on a robustness variant of --split (run with `mmtt run ... --robust`); "
+                        "linked to the entry's clean submission on --split by --name")
+    p.add_argument("--robust", action="store_true",
+                   help="submit SUBMISSION (the clean run) and then each variant run beside it "
+                        "(SUBMISSION_downscale, _blur, _both, as `mmtt run --robust` writes them); --json: a list")
+    p.add_argument("--skip-on-variants", action="append", metavar="NAMES",
+                   help="with --robust: leave these metrics out of the variant submissions only (e.g. meteor, by far "
+                        "the slowest; the robustness table then has no row for them)")
     p.add_argument("--name", required=True, help="entry name on the board (unique; resubmitting updates it)")
     p.add_argument("--team", help="team (default: the manifest's)")
     p.add_argument("--baseline", action="store_true", help="a maintainer's baseline: always shown, no daily limit")
@@ -393,6 +449,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="entry shown per team (default: the board's team_entry setting, else best)")
     p.add_argument("--all", action="store_true", help="maintainer view: private entries too")
     p.add_argument("--json", action="store_true", help="a JSON list of rows in rank order")
+    p.add_argument("--robust", action="store_true",
+                   help="the robustness table: every entry's drop from the clean split to its degraded variants, "
+                        "with paired-bootstrap 95%% CIs and the robustness rank (--json: one object)")
+    p.add_argument("--metrics", help="--robust: comma-separated metrics to print (default: every headline metric)")
+    p.add_argument("--n-boot", type=int, default=1000, help="--robust: paired bootstrap replicates")
+    p.add_argument("--seed", type=int, default=0, help="--robust: bootstrap seed")
     _db_arg(p, files=False)
     p.set_defaults(func=cmd_leaderboard)
 
@@ -431,6 +493,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", required=True)
     p.add_argument("--hidden", action="store_true", help="hidden truth: only aggregate scores are published")
     p.add_argument("--update", action="store_true", help="accept a changed fingerprint (the truth was fixed)")
+    p.add_argument("--robust", action="store_true",
+                   help="also register its robustness variants (<split>_downscale, _blur, _both), each with its "
+                        "own fingerprint; variants missing from --data are created first (`mmtt data robust`)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar while creating variants")
     _db_arg(p, files=False)
     p.set_defaults(func=cmd_split_add)
     for name, hidden, text in (("hide", True, "publish only aggregate scores of a split"),

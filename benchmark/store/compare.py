@@ -16,6 +16,7 @@ BLEU is a corpus statistic: it is tested paired only when per-image n-gram stati
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -41,13 +42,40 @@ def _result(diff: float, low, high, p, alpha: float, method: str, a, b) -> dict[
             "p_value": p, "significant": None if p is None else bool(p < alpha), "method": method}
 
 
-def paired_many(specs: dict[str, tuple[np.ndarray, np.ndarray, Any]], *, n_boot: int, seed: int,
-                alpha: float) -> dict[str, dict[str, float]]:
-    """`paired_bootstrap` for many metrics at once: one pass over the replicate weights.
+def align(ids_a: list[str], ids_b: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(image ids in both, in A's order; their positions in A; their positions in B)."""
+    pos_b = {i: k for k, i in enumerate(ids_b)}
+    common = [i for i in ids_a if i in pos_b]
+    ia = np.array([k for k, i in enumerate(ids_a) if i in pos_b], dtype=np.intp)
+    ib = np.array([pos_b[i] for i in common], dtype=np.intp)
+    return common, ia, ib
 
-    `specs[name] = (rows_a, rows_b, sum_statistic)`; same result as calling `paired_bootstrap`
-    per metric (same draws: they depend only on n, seed and the replicate index).
-    """
+
+PairedSpec = tuple[np.ndarray, np.ndarray, Any]
+"""(rows_a, rows_b, sum_statistic): one metric of two score sets over the same images."""
+
+
+def paired_specs(cols_a: dict[str, Any], cols_b: dict[str, Any], ia: np.ndarray, ib: np.ndarray,
+                 metrics: Iterable[str]) -> tuple[dict[str, PairedSpec], list[str]]:
+    """The paired-bootstrap rows of each metric whose statistic both per-sample column sets hold
+    (`registry.statistics_of`), aligned by `ia`/`ib` (positions of the same images in A and in B);
+    also the corpus metrics that cannot be paired (no per-image sufficient statistics stored).
+    Shared by `compare` and the robustness drops."""
+    specs: dict[str, PairedSpec] = {}
+    unpaired: list[str] = []
+    for m in metrics:
+        stat_a, stat_b = registry.statistics_of(cols_a, m), registry.statistics_of(cols_b, m)
+        if stat_a is not None and stat_b is not None:
+            specs[m] = (stat_a.rows[ia], stat_b.rows[ib], stat_a.fn)
+        elif (registry.metric(m) is not None) and registry.metric(m).reduction == "corpus":
+            unpaired.append(m)
+    return specs, unpaired
+
+
+def paired_replicates(specs: dict[str, PairedSpec], *, n_boot: int,
+                      seed: int) -> dict[str, tuple[float, float, np.ndarray, np.ndarray]]:
+    """{name: (A's value, B's value, A's replicates, B's replicates)} from one `Bootstrap` pass: the
+    same image draws for A and B (and for every metric), so row i of both is one resample."""
     if not specs:
         return {}
     n = len(next(iter(specs.values()))[0])
@@ -56,10 +84,22 @@ def paired_many(specs: dict[str, tuple[np.ndarray, np.ndarray, Any]], *, n_boot:
     for name, (ra, rb, fn) in specs.items():
         flat[f"a:{name}"], flat[f"b:{name}"] = (ra, fn), (rb, fn)
     reps = boot.replicates_many(flat)
+    return {name: (float(fn(ra.sum(axis=0)[None])[0]), float(fn(rb.sum(axis=0)[None])[0]),
+                   np.asarray(reps[f"a:{name}"], dtype=np.float64), np.asarray(reps[f"b:{name}"], dtype=np.float64))
+            for name, (ra, rb, fn) in specs.items()}
+
+
+def paired_many(specs: dict[str, PairedSpec], *, n_boot: int, seed: int,
+                alpha: float) -> dict[str, dict[str, float]]:
+    """`paired_bootstrap` for many metrics at once: one pass over the replicate weights.
+
+    `specs[name] = (rows_a, rows_b, sum_statistic)`; same result as calling `paired_bootstrap`
+    per metric (same draws: they depend only on n, seed and the replicate index).
+    """
     out = {}
-    for name, (ra, rb, fn) in specs.items():
-        diffs = np.asarray(reps[f"a:{name}"] - reps[f"b:{name}"], dtype=np.float64)
-        point = float(fn(ra.sum(axis=0)[None])[0] - fn(rb.sum(axis=0)[None])[0])
+    for name, (value_a, value_b, reps_a, reps_b) in paired_replicates(specs, n_boot=n_boot, seed=seed).items():
+        diffs = reps_a - reps_b
+        point = value_a - value_b
         low, high = percentile_interval(diffs, alpha)
         ok = diffs[~np.isnan(diffs)]
         p = float(min(1.0, max(1.0 / n_boot, 2 * min(np.mean(ok <= 0), np.mean(ok >= 0))))) if len(ok) else float("nan")
@@ -77,26 +117,15 @@ def compare(session: Session, a: str, b: str, split: str, protocol: str = "stric
     cols_a, cols_b = samples_of(session, ev_a.id), samples_of(session, ev_b.id)
     stored_a, stored_b = metrics_of(session, ev_a.id), metrics_of(session, ev_b.id)
     ids_a, ids_b = list(cols_a.get("image_id", [])), list(cols_b.get("image_id", []))
-    pos_b = {i: k for k, i in enumerate(ids_b)}
-    common = [i for i in ids_a if i in pos_b]
+    common, ia, ib = align(ids_a, ids_b)
     if not common:
         raise StoreError(f"'{a}' and '{b}' have no scored image in common on split '{split}'")
-    ia = np.array([k for k, i in enumerate(ids_a) if i in pos_b], dtype=np.intp)
-    ib = np.array([pos_b[i] for i in common], dtype=np.intp)
     out: dict[str, Any] = {"a": a, "b": b, "split": split, "protocol": protocol, "n_images": len(common),
                            "n_boot": n_boot, "seed": seed, "alpha": alpha, "method": PAIRED, "metrics": {}}
     if len(common) != max(len(ids_a), len(ids_b)):
         out["note"] = f"compared on the {len(common)} images both entries were scored on"
-    specs: dict[str, tuple[np.ndarray, np.ndarray, Any]] = {}
-    unpaired = []
-    for m in registry.headline():
-        if m not in stored_a or m not in stored_b:
-            continue
-        stat_a, stat_b = registry.statistics_of(cols_a, m), registry.statistics_of(cols_b, m)
-        if stat_a is not None and stat_b is not None:
-            specs[m] = (stat_a.rows[ia], stat_b.rows[ib], stat_a.fn)
-        elif registry.metric(m).reduction == "corpus":
-            unpaired.append(m)
+    wanted = [m for m in registry.headline() if m in stored_a and m in stored_b]
+    specs, unpaired = paired_specs(cols_a, cols_b, ia, ib, wanted)
     tests = paired_many(specs, n_boot=n_boot, seed=seed, alpha=alpha)
     for m, (ra, rb, fn) in specs.items():
         r = tests[m]

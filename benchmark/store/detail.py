@@ -24,9 +24,11 @@ class HiddenSplitError(StoreError):
 def list_splits(session: Session) -> list[dict[str, Any]]:
     counts = dict(session.execute(select(Evaluation.split_id, func.count(func.distinct(Evaluation.entry_id)))
                                   .where(Evaluation.current.is_(True)).group_by(Evaluation.split_id)).all())
+    splits = list(session.scalars(select(Split).order_by(Split.name)))
+    names = {s.id: s.name for s in splits}
     return [{"name": s.name, "fingerprint": s.fingerprint, "n_items": s.n_items, "hidden": s.hidden,
-             "n_entries": int(counts.get(s.id, 0))}
-            for s in session.scalars(select(Split).order_by(Split.name))]
+             "n_entries": int(counts.get(s.id, 0)), "base": names.get(s.base_split_id), "variant": s.variant}
+            for s in splits]
 
 
 def get_entry(session: Session, name: str) -> Entry:

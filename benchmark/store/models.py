@@ -105,7 +105,12 @@ class Author(Base):
 
 
 class Split(Base):
-    """A split of the benchmark as the board knows it: its truth fingerprint and whether it is hidden."""
+    """A split of the benchmark as the board knows it: its truth fingerprint and whether it is hidden.
+
+    A robustness variant (`test_blur`: the same items, degraded images) is a split of its own, with
+    its own fingerprint, pointing at its clean base split (`base_split_id`, `variant`); its scores
+    never mix with the base's because every evaluation hangs off exactly one split row.
+    """
 
     __tablename__ = "splits"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -113,6 +118,8 @@ class Split(Base):
     fingerprint: Mapped[str] = mapped_column(String(80))
     n_items: Mapped[int] = mapped_column(Integer)
     hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    base_split_id: Mapped[int | None] = mapped_column(ForeignKey("splits.id"), nullable=True)
+    variant: Mapped[str | None] = mapped_column(String(32), nullable=True)   # downscale | blur | both
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -171,6 +178,8 @@ class Submission(Base):
     options: Mapped[str] = mapped_column(Text, default="{}")   # JSON: the other scoring options
     baseline: Mapped[bool] = mapped_column(Boolean, default=False)
     submission_hash: Mapped[str | None] = mapped_column(String(80), nullable=True)  # the scorer's
+    # a robustness-variant submission: the entry's clean submission it was linked to when stored
+    clean_submission_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"), nullable=True)
     worker: Mapped[str] = mapped_column(String(200), default="")   # host:pid while in progress
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

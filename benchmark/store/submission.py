@@ -36,6 +36,7 @@ from typing import Any, Callable
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from benchmark.data.robust import VARIANTS, normalize_variants, parse_split_name, variant_split_name
 from benchmark.data.split import Split as DataSplit
 from benchmark.data.split import load_split
 from benchmark.errors import BenchmarkError
@@ -79,6 +80,7 @@ class SubmitRequest:
     data: Path
     name: str
     split: str = "test"
+    variant: str | None = None   # a robustness variant of `split` (downscale | blur | both)
     team: str | None = None
     baseline: bool = False
     private: bool = False
@@ -93,6 +95,11 @@ class SubmitRequest:
     @property
     def allow_missing(self) -> bool:
         return self.options.allow_missing
+
+    @property
+    def target_split(self) -> str:
+        """The board split the submission goes to: `split`, or its variant (`test` + `blur` -> `test_blur`)."""
+        return variant_target(self.split, self.variant)[0]
 
     def options_json(self) -> str:
         """The scoring options other than protocol: kept so a re-score repeats them exactly."""
@@ -190,6 +197,38 @@ def _check_rules(session: Session, state: _State, daily_limit: int, *, in_progre
     return entry
 
 
+def variant_target(split: str, variant: str | None) -> tuple[str, str | None, str]:
+    """(target split, variant, base split) of a request: `--split test --variant blur` and
+    `--split test_blur` both name the variant `blur` of base split `test`."""
+    base, named = parse_split_name(split)
+    if variant:
+        if variant == "all" or len(normalize_variants([variant])) != 1:
+            raise StoreError(f"--variant {variant}: one of {', '.join(VARIANTS)}")
+        variant = normalize_variants([variant])[0]
+        if named is not None and named != variant:
+            raise StoreError(f"--split {split} is already the '{named}' variant; --variant {variant} contradicts it")
+        if named is None:
+            base = split
+    else:
+        variant = named
+    return (variant_split_name(base, variant) if variant else split), variant, base
+
+
+def _check_manifest_split(manifest: Manifest, target: str, path: Path) -> None:
+    """A manifest that names its split must name the target, and a variant submission's manifest
+    must name it: predictions made on degraded images never land on the clean board, nor clean ones
+    on a variant (whatever the protocol). `mmtt run` writes the split into every manifest."""
+    if not manifest.split and parse_split_name(target)[1]:
+        raise StoreError(f"{path}: manifest.json names no split; a robustness-variant submission must say it was "
+                         f"made for '{target}' (\"split\": \"{target}\"; `mmtt run --robust` writes it)")
+    if manifest.split and manifest.split != target:
+        made_variant = parse_split_name(manifest.split)[1]
+        hint = (f"submit it with --variant {made_variant}" if made_variant and not parse_split_name(target)[1]
+                else "submit it to the split it was made for")
+        raise StoreError(f"{path}: manifest.json says the predictions were made for split '{manifest.split}', "
+                         f"not '{target}'; {hint}")
+
+
 def default_scorer(path: Path, split: DataSplit, request: SubmitRequest):
     from benchmark.scoring.score import score_submission
 
@@ -229,8 +268,12 @@ def enqueue(board: Board, request: SubmitRequest) -> int | SubmitOutcome:
 
 
 def _new_state(request: SubmitRequest) -> _State:
+    try:
+        split_name = request.target_split
+    except BenchmarkError:
+        split_name = request.split   # a bad --variant: refused (and recorded) by the checks
     return _State(entry_name=_printable(request.name), team_name=_printable(request.team),
-                  split_name=request.split, source_name=Path(request.path).name[:500], request=request)
+                  split_name=split_name, source_name=Path(request.path).name[:500], request=request)
 
 
 def _printable(name: str | None) -> str:
@@ -242,6 +285,7 @@ def _check_upload(board: Board, request: SubmitRequest, state: _State):
     """Checks that need no transaction (name, path, size); returns the daily limit in force and
     the submission limits the split's size allows."""
     path = Path(request.path)
+    variant_target(request.split, request.variant)   # a bad --variant is refused here
     state.entry_name = normalise_name("entry", request.name)
     if not path.exists():
         raise StoreError(f"{path}: submission not found")
@@ -254,7 +298,7 @@ def _check_upload(board: Board, request: SubmitRequest, state: _State):
     state.size = path.stat().st_size if path.is_file() else tree_size(path)
     if state.size > max_mb * MIB:
         raise RuleError(f"{path.name}: upload is {state.size / MIB:.1f} MiB, over the limit of {max_mb:g} MiB")
-    split = load_split(request.data, request.split)   # its size bounds what an archive may unpack
+    split = load_split(request.data, request.target_split)   # its size bounds what an archive may unpack
     return daily_limit, DEFAULT_LIMITS.for_split(len(split))
 
 
@@ -264,6 +308,7 @@ def _keep_and_reserve(board: Board, sub, state: _State, daily_limit: int, limits
     manifest = read_manifest(sub, required=True, limits=limits)
     assert manifest is not None
     state.team_name = normalise_name("team", request.team or manifest.team)
+    _check_manifest_split(manifest, request.target_split, Path(request.path))
     # the rules before any file is kept (checked again when reserving)
     board.db.read(lambda s: _check_rules(s, state, daily_limit, in_progress=False), "checking the rules")
     tree = _put_tree(board, sub.root, str(sub.source))
@@ -282,14 +327,14 @@ def _score_and_store(board: Board, state: _State, manifest: Manifest, root: Path
     assert submission_id is not None
     with Heartbeat(board, submission_id):
         board.db.write(lambda s: _set_status(s, submission_id, "validating"), "updating the status")
-        split = load_split(request.data, request.split)
+        split = load_split(request.data, request.target_split)
         fingerprint = split.fingerprint
         board.db.write(lambda s: _set_status(s, submission_id, "scoring", state, fingerprint), "updating the status")
         result = scorer(root, split, request)   # validates every line and file, then scores
         checkpoint("scored")
         prepared = prepare(result)
-        return board.db.write(lambda s: _finalize(s, state, manifest, fingerprint, len(split), result, prepared),
-                              "storing the scores")
+        return board.db.write(lambda s: _finalize(s, state, manifest, fingerprint, len(split), result, prepared,
+                                                  variant, base), "storing the scores")
 
 
 # ----------------------------------------------------------------------------- queued work
@@ -442,6 +487,35 @@ def _match(state: _State):
             Submission.options == r.options_json())
 
 
+def _variant_split(session: Session, name: str, base: str, variant: str) -> Split | None:
+    """The board's row of variant split `name` (None when not registered yet), checked to be the
+    `variant` of `base`; the base split must be on the board."""
+    base_row = session.scalar(select(Split).where(Split.name == base))
+    if base_row is None:
+        raise StoreError(f"split '{base}' is not on the board: register it and its variants with "
+                         f"`mmtt split add --split {base} --robust`, and submit the clean run first")
+    row = session.scalar(select(Split).where(Split.name == name))
+    if row is not None and (row.base_split_id != base_row.id or row.variant != variant):
+        raise StoreError(f"split '{name}' is on the board but not as the '{variant}' variant of '{base}'; "
+                         f"register it with `mmtt split add --split {base} --robust`")
+    return row
+
+
+def _clean_submission(session: Session, entry: Entry | None, entry_name: str, base: str, protocol: str) -> int:
+    """The id of the entry's current scored clean submission on `base` (what a variant links to)."""
+    found = None
+    if entry is not None:
+        found = session.scalar(
+            select(Evaluation.submission_id).join(Split, Evaluation.split_id == Split.id)
+            .join(Submission, Evaluation.submission_id == Submission.id)
+            .where(Evaluation.entry_id == entry.id, Split.name == base, Evaluation.protocol == protocol,
+                   Evaluation.current.is_(True), Submission.status == "scored"))
+    if found is None:
+        raise StoreError(f"entry '{entry_name}' has no scored {protocol} submission on split '{base}': a robustness "
+                         "variant is linked to the entry's clean submission by entry name; submit the clean run first")
+    return found
+
+
 def _board_split(session: Session, name: str, fingerprint: str, n_items: int | None = None) -> Split | None:
     """The board's row for split `name` (created when `n_items` is given), checked against the
     fingerprint of the data at hand; None when absent and not to be created."""
@@ -470,6 +544,12 @@ def _reserve(session: Session, state: _State, daily_limit: int, owner: str) -> i
     entry = session.scalar(select(Entry).where(Entry.name == state.entry_name))
     if entry is not None and name_key(entry.team.name) != name_key(state.team_name):
         raise StoreError(f"entry name '{state.entry_name}' belongs to team '{entry.team.name}'; choose another --name")
+    _, variant, base = variant_target(state.split_name, None)
+    if variant is not None:   # fail before any scoring when there is nothing to link to
+        _variant_split(session, state.split_name, base, variant)
+        _clean_submission(session, entry, state.entry_name, base, request.protocol)
+    elif split_row is not None and split_row.base_split_id is not None:
+        raise StoreError(f"split '{split_row.name}' is a robustness variant; submit with --variant")
     if entry is not None and split_row is not None:   # the same files, already the entry's up-to-date score
         current = session.scalar(
             select(Evaluation).join(Submission, Evaluation.submission_id == Submission.id)
@@ -518,11 +598,23 @@ def _authors(manifest: Manifest) -> list[str]:
 
 
 def _finalize(session: Session, state: _State, manifest: Manifest, fingerprint: str, n_items: int, result,
-              prepared) -> SubmitOutcome:
+              prepared, variant: str | None = None, base: str | None = None) -> SubmitOutcome:
     request = state.request
     row = session.get(Submission, state.submission_id, with_for_update=True)   # vs. a concurrent take-over
     if row is None or row.status not in IN_PROGRESS or row.worker != worker_id():
         raise StoreError(f"submission #{state.submission_id} was taken over by another process")
+    clean_id = None
+    if variant is not None:   # checked again here: the clean one may have been withdrawn meanwhile
+        assert base is not None
+        existing = _variant_split(session, state.split_name, base, variant)
+        clean_id = _clean_submission(session, session.scalar(select(Entry).where(Entry.name == state.entry_name)),
+                                     state.entry_name, base, request.protocol)
+        if existing is None:
+            base_row = session.scalar(select(Split).where(Split.name == base))
+            assert base_row is not None
+            session.add(Split(name=state.split_name, fingerprint=fingerprint, n_items=n_items, hidden=base_row.hidden,
+                              base_split_id=base_row.id, variant=variant))
+            session.flush()
     split_row = _board_split(session, state.split_name, fingerprint, n_items)
     assert split_row is not None
     team = session.scalar(select(Team).where(Team.name == state.team_name))
@@ -557,6 +649,7 @@ def _finalize(session: Session, state: _State, manifest: Manifest, fingerprint: 
     row.entry_id, row.split_id, row.status, row.worker = entry.id, split_row.id, "scored", ""
     row.scored_at = utcnow()
     row.submission_hash = summary.get("submission_hash")
+    row.clean_submission_id = clean_id
     row.message = f"{len(warnings)} warning(s); first: {warnings[0]}"[:MAX_MESSAGE] if warnings else ""
     add_evaluation(session, submission=row, entry=entry, split=split_row, result=result, prepared=prepared)
     refresh_current(session, entry.id, split_row.id, summary["protocol"])

@@ -42,8 +42,12 @@ except BenchmarkError as exc:
     st.stop()
 from benchmark.data.split import available_splits  # noqa: E402
 
+from benchmark.data.robust import VARIANTS, parse_split_name  # noqa: E402
+
 in_data = set(available_splits(cfg.data)) if cfg.data else set()
-names = sorted({s["name"] for s in board_splits} | in_data) or ["test"]
+# clean splits only: a variant's predictions go to its base split with the images picked below
+names = sorted({s["name"] for s in board_splits if not s.get("variant")}
+               | {n for n in in_data if parse_split_name(n)[1] is None}) or ["test"]
 hidden = {s["name"] for s in board_splits if s["hidden"]}
 
 with st.form("submit_form", clear_on_submit=False):
@@ -55,6 +59,11 @@ with st.form("submit_form", clear_on_submit=False):
     split = c_split.selectbox("Split", names, key="submit_split",
                               index=names.index("test") if "test" in names else 0,
                               format_func=lambda n: n + (" (hidden truth)" if n in hidden else ""))
+    variant = st.selectbox(
+        "Images", ("clean",) + VARIANTS, key="submit_variant",
+        help="clean: the split as released. downscale / blur / both: predictions on its robustness variant "
+             "(`mmtt run MODEL --robust`); linked by entry name to the entry's clean submission, which must "
+             "be on the board first.")
     allow_missing = st.checkbox("Score images without a prediction as empty (otherwise a missing image is an error)",
                                 key="submit_allow_missing")
     upload = st.file_uploader(f"Archive (at most {cap:g} MiB)", type=["zip", "gz", "tgz", "tar"],
@@ -81,7 +90,8 @@ if sent:
         st.stop()
     with st.spinner("Uploading…"):
         result = handle_upload(cfg, token=token, name=name, split=split, filename=upload.name,
-                               payload=upload.getvalue(), allow_missing=allow_missing)
+                               payload=upload.getvalue(), allow_missing=allow_missing,
+                               variant=None if variant == "clean" else variant)
     if not result.ok:
         error(BenchmarkError(result.message, problems=result.problems))
         st.stop()
@@ -106,8 +116,7 @@ if sent:
         queries.invalidate()
         if answer["status"] == "failed":
             error(BenchmarkError(f"Submission #{sid} failed", problems=answer.get("problems") or []))
-            st.caption("The attempt is recorded as a failed submission (failed ones do not count against the "
-                       "daily limit).")
+            st.caption("The attempt is recorded as a failed submission; it counts against the daily limit.")
             st.stop()
         if answer["status"] != "scored":
             st.info(f"Submission #{sid} is still {answer['status']}: check back on the board in a while.")
