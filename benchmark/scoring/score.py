@@ -26,7 +26,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.metrics import METRIC_VERSION, registry
 from benchmark.metrics.registry import Inputs, Scored, Statistic
 from benchmark.metrics.stats import Bootstrap, percentile_interval
-from benchmark.scoring.maskpass import MaskPass, run_mask_pass
+from benchmark.scoring.maskpass import run_mask_pass
 from benchmark.scoring.options import ScoreOptions
 from benchmark.scoring.protocol import Protocol, get_protocol
 from benchmark.scoring.truth import TruthCache

@@ -325,6 +325,7 @@ def _score_and_store(board: Board, state: _State, manifest: Manifest, root: Path
     """Steps 4-5 for a reserved row this process owns; the row's lease is renewed meanwhile."""
     request, submission_id = state.request, state.submission_id
     assert submission_id is not None
+    _, variant, base = variant_target(request.split, request.variant)
     with Heartbeat(board, submission_id):
         board.db.write(lambda s: _set_status(s, submission_id, "validating"), "updating the status")
         split = load_split(request.data, request.target_split)
