@@ -186,10 +186,11 @@ def test_robustness_page_in_a_real_browser(robust_world: BoardWorld, tmp_path: P
 
 
 def test_submit_page_links_a_variant_upload_to_the_clean_entry(robust_world: BoardWorld, monkeypatch,
-                                                               tmp_path: Path) -> None:
+                                                               tmp_path: Path, request) -> None:
     from sqlalchemy import select
 
     from benchmark.store.models import Submission
+    from tests.service_fixtures import Service
     from tests.test_board_helpers import TEAM_TOKEN_TEAM
     from tests.test_board_submit import zipped
 
@@ -200,9 +201,19 @@ def test_submit_page_links_a_variant_upload_to_the_clean_entry(robust_world: Boa
                                    manifest={"model": "web", "team": TEAM_TOKEN_TEAM, "split": "test_blur"}))
     clean = zipped(world.submission("webby", team=TEAM_TOKEN_TEAM, seed=9))
 
+    # the page posts through the submission API: a real `mmtt serve` (embedded broker) with one worker
+    svc = Service(db=world.url, data=world.data, broker=f"sqla+sqlite:///{world.root / 'board.broker.sqlite'}",
+                  files=world.files, logs=tmp_path / "api-logs",
+                  env={"MMTT_LEASE_S": "5", "MMTT_CACHE_DIR": str(world.root / "cache")})
+    (tmp_path / "api-logs").mkdir()
+    svc.start_api()
+    svc.start_worker()
+    request.addfinalizer(svc.stop)
+
     def upload(payload: bytes, variant: str) -> AppTest:
         world.env(monkeypatch)
-        at = AppTest.from_file(str(APP), default_timeout=90)
+        monkeypatch.setenv("MMTT_BOARD_API", svc.url)
+        at = AppTest.from_file(str(APP), default_timeout=240)
         at.run()
         at.switch_page("pages/submit.py").run()
         assert "test_blur" not in at.selectbox(key="submit_split").options   # variants are picked as images
