@@ -51,7 +51,7 @@ def test_served_board_hides_error_details() -> None:
     from leaderboard_app.commands import streamlit_command
     from leaderboard_app.config import AppConfig
 
-    config = AppConfig(db="sqlite:///x.sqlite", data=None, files=None, max_upload_mb=10, n_boot=10, meteor=False,
+    config = AppConfig(db="sqlite:///x.sqlite", data=None, files=None, max_upload_mb=10, n_boot=10, api=None,
                        title="t")
     cmd = streamlit_command(config, port=8501, address="127.0.0.1", cap_mb=10)
     assert cmd[cmd.index("--client.showErrorDetails") + 1] == "none"
