@@ -242,10 +242,12 @@ def submit(board: Board, request: SubmitRequest, *, scorer: Callable | None = No
     try:
         daily_limit, limits = _check_upload(board, request, state)
         with open_submission(Path(request.path), limits=limits) as sub:
-            manifest, reservation = _keep_and_reserve(board, sub, state, daily_limit, limits, owner=worker_id())
+            manifest, reservation = _keep_and_reserve(board, sub, state, daily_limit, limits, owner=worker_id(),
+                                                      keep=False)
             if isinstance(reservation, SubmitOutcome):
                 return reservation
-            return _score_and_store(board, state, manifest, sub.root, scorer or default_scorer)
+            return _score_and_store(board, state, manifest, sub.root, scorer or default_scorer,
+                                    keep_from=str(sub.source))
     except BaseException as exc:
         _record_failure(board, state, exc)
         raise
@@ -260,7 +262,7 @@ def enqueue(board: Board, request: SubmitRequest) -> int | SubmitOutcome:
     try:
         daily_limit, limits = _check_upload(board, request, state)
         with open_submission(Path(request.path), limits=limits) as sub:
-            _, reservation = _keep_and_reserve(board, sub, state, daily_limit, limits, owner="")
+            _, reservation = _keep_and_reserve(board, sub, state, daily_limit, limits, owner="", keep=True)
         return reservation
     except BaseException as exc:
         _record_failure(board, state, exc)
@@ -302,8 +304,9 @@ def _check_upload(board: Board, request: SubmitRequest, state: _State):
     return daily_limit, DEFAULT_LIMITS.for_split(len(split))
 
 
-def _keep_and_reserve(board: Board, sub, state: _State, daily_limit: int, limits, *, owner: str):
-    """Read the manifest, keep the files by content hash, then reserve the row under the rules."""
+def _keep_and_reserve(board: Board, sub, state: _State, daily_limit: int, limits, *, owner: str, keep: bool):
+    """Read the manifest, identify the files by content hash (and keep them when `keep`: the
+    queue's workers read them from the store), then reserve the row under the rules."""
     request = state.request
     manifest = read_manifest(sub, required=True, limits=limits)
     assert manifest is not None
@@ -311,9 +314,11 @@ def _keep_and_reserve(board: Board, sub, state: _State, daily_limit: int, limits
     _check_manifest_split(manifest, request.target_split, Path(request.path))
     # the rules before any file is kept (checked again when reserving)
     board.db.read(lambda s: _check_rules(s, state, daily_limit, in_progress=False), "checking the rules")
-    tree = _put_tree(board, sub.root, str(sub.source))
-    state.files_hash = tree.hash
-    checkpoint("stored")
+    if keep:
+        state.files_hash = _put_tree(board, sub.root, str(sub.source)).hash
+        checkpoint("stored")
+    else:   # scored in this process: the files are kept only once they scored
+        state.files_hash = board.files.hash_tree(sub.root)
     reservation = board.db.write(lambda s: _reserve(s, state, daily_limit, owner), "reserving the submission")
     if not isinstance(reservation, SubmitOutcome):
         state.submission_id = reservation
@@ -321,8 +326,10 @@ def _keep_and_reserve(board: Board, sub, state: _State, daily_limit: int, limits
     return manifest, reservation
 
 
-def _score_and_store(board: Board, state: _State, manifest: Manifest, root: Path, scorer: Callable) -> SubmitOutcome:
-    """Steps 4-5 for a reserved row this process owns; the row's lease is renewed meanwhile."""
+def _score_and_store(board: Board, state: _State, manifest: Manifest, root: Path, scorer: Callable, *,
+                     keep_from: str | None = None) -> SubmitOutcome:
+    """Steps 4-5 for a reserved row this process owns; the row's lease is renewed meanwhile.
+    `keep_from`: the files are not kept yet; keep them (named so in messages) once they scored."""
     request, submission_id = state.request, state.submission_id
     assert submission_id is not None
     _, variant, base = variant_target(request.split, request.variant)
@@ -333,6 +340,10 @@ def _score_and_store(board: Board, state: _State, manifest: Manifest, root: Path
         board.db.write(lambda s: _set_status(s, submission_id, "scoring", state, fingerprint), "updating the status")
         result = scorer(root, split, request)   # validates every line and file, then scores
         checkpoint("scored")
+        if keep_from is not None:
+            if _put_tree(board, root, keep_from).hash != state.files_hash:
+                raise StoreError(f"{keep_from}: the files changed while the submission was being scored; submit again")
+            checkpoint("stored")
         prepared = prepare(result)
         return board.db.write(lambda s: _finalize(s, state, manifest, fingerprint, len(split), result, prepared,
                                                   variant, base), "storing the scores")
