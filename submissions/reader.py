@@ -195,11 +195,17 @@ _FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e\u034f\u17b4\u17b5")
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp", "Mn", "Me"})
 
 
-def visible_text(text: str) -> str:
-    """`text` without the characters that render as nothing (an effectively empty caption
-    is empty here)."""
-    return "".join(c for c in text if c not in _FILLERS and not c.isspace()
-                   and unicodedata.category(c) not in _INVISIBLE_CATEGORIES)
+_ASCII_VISIBLE = re.compile("[!-~]")
+
+
+def _draws_nothing(c: str) -> bool:
+    return c in _FILLERS or c.isspace() or unicodedata.category(c) in _INVISIBLE_CATEGORIES
+
+
+def has_visible_text(text: str) -> bool:
+    """Whether `text` has a character that renders as something (an effectively empty caption,
+    of zero-width characters and fillers, has none). Stops at the first one found."""
+    return bool(_ASCII_VISIBLE.search(text)) or not all(_draws_nothing(c) for c in text)
 
 
 def _caption_problem(caption: str, limits: Limits) -> tuple[str, str] | None:
@@ -211,7 +217,7 @@ def _caption_problem(caption: str, limits: Limits) -> tuple[str, str] | None:
     bad = _CONTROL.search(caption)
     if bad:
         return "caption_control", f"caption contains control character U+{ord(bad.group()):04X}"
-    if not visible_text(caption):
+    if not has_visible_text(caption):
         return "caption_empty", "caption is empty once invisible characters (zero-width, fillers) are removed"
     return None
 

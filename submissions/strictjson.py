@@ -74,5 +74,17 @@ def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
                            parse_constant=_constant, object_pairs_hook=_object)
     except RecursionError:
         raise JSONLimitError(f"nested deeper than {max_depth} levels") from None
-    _check(value, 0, max_depth)
+    if not _flat_and_plain(value, text):
+        _check(value, 0, max_depth)
     return value
+
+
+def _flat_and_plain(value: Any, text: str | bytes) -> bool:
+    """True when `value` needs no walk: an object of scalars (no depth to check) parsed from text
+    that cannot hold a surrogate (no \\u escape; as bytes, no 0xED lead byte of an encoded
+    surrogate and no NUL of a UTF-16/32 encoding). The common prediction line, checked fast."""
+    if not isinstance(value, dict) or any(isinstance(v, (dict, list)) for v in value.values()):
+        return False
+    if isinstance(text, str):
+        return "\\u" not in text and not _SURROGATE.search(text)
+    return b"\\u" not in text and b"\xed" not in text and b"\x00" not in text

@@ -122,3 +122,28 @@ def test_error_undecodable_mask_is_located(official_root):
     bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     with pytest.raises(DatasetError, match=r"image_id 'mat_20936': cannot decode mask .*20936.png"):
         load_mask(bad, "mat_20936")
+
+
+@pytest.mark.parametrize("img_path", ["a/b.jpg", "a/b.tar.gz", "a/.hidden", "a/b.", "a/b..", "b", ".x.jpg", "a//b.jpg",
+                                      "./a/b.jpg", "/abs/c.jpeg", "a/./b.png", "a/../b.jpg", "a\\b\\c.JPG", "a/b/",
+                                      "..", "a/...", "x/.a.b", "dataset/FFHQ512/sd/00017.webp"])
+def test_prediction_mask_path_is_pathlibs_with_suffix(img_path):
+    """The string fast path gives what `PurePosixPath.with_suffix('.png')` gives, edge cases included."""
+    from pathlib import PurePosixPath
+
+    from benchmark.data.record import prediction_mask_path, source_of
+
+    assert prediction_mask_path(img_path) == str(PurePosixPath(img_path.replace("\\", "/")).with_suffix(".png"))
+    parts = PurePosixPath(img_path.replace("\\", "/")).parts
+    expected = next((s for s in (source_of(p) for p in parts) if s != "other"), "other")
+    assert source_of(img_path) == expected
+
+
+@pytest.mark.parametrize("vector", [[True] + [0] * 20, [2] + [0] * 20, [0.0] * 21, [1.0] + [0] * 20, ["1"] + [0] * 20,
+                                    [None] * 21, [0] * 22])
+def test_multilabel_must_be_21_integer_zeros_or_ones(official_root, vector):
+    path = official_root / "test-mutilabel.json"
+    data = json.loads(path.read_text())
+    data[0]["multilabel"] = vector
+    path.write_text(json.dumps(data))
+    assert "'multilabel' must be a list of 21 zeros/ones" in _expect(official_root, "problem(s)").report()

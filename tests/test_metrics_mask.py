@@ -216,3 +216,31 @@ def test_boolean_prediction_is_read_as_0_255():
 def test_summarize_of_nothing_is_nan_not_an_error():
     out = summarize(np.zeros((0, 4)))
     assert all(np.isnan(v) for v in out.values())
+
+
+@pytest.mark.parametrize("truth_hw,pred_hw", [
+    ((512, 512), (224, 224)),   # the usual case: each prediction pixel covers 2 or 3 truth rows/columns
+    ((100, 70), (33, 41)),
+    ((50, 60), (120, 90)),      # prediction larger than the truth: pixels covering no truth pixel
+    ((64, 64), (64, 200)),      # one axis equal, the other upsampled
+    ((37, 53), (200, 13)),      # one axis up, the other down
+    ((7, 5), (1, 1)),
+    ((300, 200), (301, 199)),
+])
+def test_counting_at_prediction_size_equals_resizing_to_the_truth(truth_hw, pred_hw):
+    """`count_mask` through `TruthBlocks` gives the counts and grey histograms of resizing the
+    prediction to the truth size with PIL's NEAREST (the official rule), for any pair of sizes."""
+    from PIL import Image
+
+    from benchmark.metrics.mask import TruthBlocks, count_mask
+
+    rng = np.random.default_rng(sum(truth_hw + pred_hw))
+    for density in (0.0, 0.05, 0.5, 1.0):
+        truth = rng.random(truth_hw) < density
+        grey = (rng.random(pred_hw) * 256).astype(np.uint8)
+        got = count_mask(grey, TruthBlocks.of(truth, pred_hw))
+        big = np.asarray(Image.fromarray(grey).resize(truth_hw[::-1], Image.NEAREST))
+        assert (got.tp, got.n_pred, got.positives) == (int((big[truth] > 127).sum()), int((big > 127).sum()), int(truth.sum()))
+        pos, neg = got.histograms()
+        assert (pos == np.bincount(big[truth], minlength=256)).all()
+        assert (neg == np.bincount(big[~truth], minlength=256)).all()

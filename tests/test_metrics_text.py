@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -317,6 +318,44 @@ def test_end_to_end_with_meteor(corpus, started):
     assert len(java) == 3 and all(p.poll() is not None for p in java)  # PTB x2, METEOR: closed
     again = score_captions(reference, dict(zip(ours.ids, ours.tokenized)), meteor=False, pretokenized=True)
     assert_close(again.metrics, {k: v for k, v in ours.metrics.items() if k != "meteor"})
+
+
+def test_meteor_sharded_over_processes_equals_pycocoevalcap(corpus, started):
+    """Three jars scoring consecutive shards, one EVAL over all statistics: pycocoevalcap's corpus
+    score and segment scores (multi-reference images included), and every process closed."""
+    ids, _, _ = corpus["multi"]
+    gts, res = corpus["coco"]
+    refs, hyps = [gts[i] for i in ids], [res[i][0] for i in ids]
+    total, segments = meteor_score(refs, hyps, jars=3)
+    assert len(started) == 3 and all(p.poll() is not None for p in started)
+    meteor = Meteor()
+    try:
+        expected_total, expected_segments = meteor.compute_score({i: gts[i] for i in ids}, {i: res[i] for i in ids})
+    finally:
+        del meteor
+    assert abs(total - expected_total) < TOL
+    np.testing.assert_allclose(segments, expected_segments, rtol=0, atol=TOL)
+
+
+def test_meteor_shard_failure_stops_every_process(monkeypatch, started):
+    """One shard failing (or a cancel) kills the others at once instead of letting them finish."""
+    real = text._read_line
+
+    def second_jar_breaks(proc):
+        if proc is started[1]:
+            raise ValueError("simulated")
+        return real(proc)
+
+    monkeypatch.setattr(text, "_read_line", second_jar_breaks)
+    with pytest.raises(RuntimeError, match="METEOR failed: simulated"):
+        meteor_score([["a b c"]] * 50, ["a b"] * 50, jars=2)
+    assert len(started) == 2 and all(p.poll() is not None for p in started)
+    monkeypatch.setattr(text, "_read_line", real)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(RuntimeError, match="cancelled"):
+        meteor_score([["a b c"]] * 50, ["a b"] * 50, jars=2, cancel=cancel)
+    assert len(started) == 4 and all(p.poll() is not None for p in started)
 
 
 def test_meteor_process_closed_on_failure(monkeypatch, started):

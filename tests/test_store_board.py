@@ -163,8 +163,8 @@ def test_board_of_1000_entries_on_3_splits_reads_fast(tmp_path) -> None:
 
         board.db.write(load)
         assert board.db.read(lambda s: s.query(Evaluation).count()) == 3000
-        start = time.perf_counter()
+        start = time.process_time()   # CPU seconds: a guard against a per-row query, not a speed target
         rows = board.db.read(lambda s: leaderboard(s, "test_blur", team_entry="all"))
-        elapsed = time.perf_counter() - start
+        elapsed = time.process_time() - start
     assert len(rows) == 1000 and rows[0].metrics["iou"] == pytest.approx(0.96, abs=0.01)
     assert elapsed < 2.0, f"board query took {elapsed:.2f} s"

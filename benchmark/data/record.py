@@ -9,6 +9,7 @@ image source in the first folders of `img_path` (`celeb512` CelebA-HQ, `FFHQ512`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -29,7 +30,7 @@ def method_of(image_id: str) -> str:
 
 def source_of(img_path: str) -> str:
     """The image source, from the first known folder name in the relative image path."""
-    for part in PurePosixPath(img_path.replace("\\", "/")).parts:
+    for part in img_path.replace("\\", "/").split("/"):   # the parts pathlib sees, plus "" and "."
         source = _FOLDER_SOURCE.get(part.lower())
         if source:
             return source
@@ -37,9 +38,16 @@ def source_of(img_path: str) -> str:
 
 
 def prediction_mask_path(img_path: str) -> str:
-    """Where the official harness writes a predicted mask: `img_path` with its extension -> `.png`."""
-    p = PurePosixPath(img_path.replace("\\", "/"))
-    return str(p.with_suffix(".png"))
+    """Where the official harness writes a predicted mask: `img_path` with its extension -> `.png`
+    (`PurePosixPath.with_suffix`; done on the string when pathlib would not normalise it)."""
+    rel = img_path.replace("\\", "/")
+    parts = rel.split("/")
+    if "" in parts or "." in parts:
+        return str(PurePosixPath(rel).with_suffix(".png"))
+    name = parts[-1]
+    dot = name.rfind(".")
+    stem = name[:dot] if 0 < dot < len(name) - 1 else name   # pathlib's rule for a suffix
+    return "/".join([*parts[:-1], stem + ".png"])
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,7 @@ class Record:
     def method(self) -> str:
         return method_of(self.image_id)
 
-    @property
+    @cached_property
     def source(self) -> str:
         return source_of(self.img_path)
 
@@ -66,7 +74,7 @@ class Record:
     def regions(self) -> frozenset[str]:
         return regions_of(self.multilabel)
 
-    @property
+    @cached_property
     def pred_mask_path(self) -> str:
         return prediction_mask_path(self.img_path)
 

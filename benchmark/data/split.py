@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -72,14 +73,55 @@ def available_splits(root: Path) -> list[str]:
     return names
 
 
-def resolve_data_path(root: Path, rel: str) -> Path | None:
+def resolve_data_path(root: Path, rel: str, is_file=os.path.isfile) -> Path | None:
     """The file a record path names: `<root>/<rel>`, else `<root>/dataset/<rel>`; None if neither."""
+    found = _resolve(os.fspath(root), rel, is_file)
+    return None if found is None else Path(found)
+
+
+def _resolve(base: str, rel: str, is_file) -> str | None:
     rel = rel.replace("\\", "/")
-    base = os.fspath(root)
     for candidate in (f"{base}/{rel}", f"{base}/{IMAGE_ROOT}/{rel}"):
-        if os.path.isfile(candidate):  # plain strings: 40k pathlib objects cost more than the stats
-            return Path(candidate)
+        if is_file(candidate):  # plain strings: 40k pathlib objects cost more than the lookups
+            return candidate
     return None
+
+
+class _Listings:
+    """`is_file(path)` answered from one listing per folder (a split names ~40,000 files in a few
+    dozen folders: a few dozen `scandir` calls instead of one `stat` each)."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, frozenset[str]] = {}
+
+    def __call__(self, path: str) -> bool:
+        folder, _, name = path.rpartition("/")
+        names = self._names.get(folder)
+        if names is None:
+            try:
+                with os.scandir(folder or "/") as entries:
+                    names = frozenset(e.name for e in entries if e.is_file())
+            except OSError:
+                names = frozenset()
+            self._names[folder] = names
+        return name in names
+
+
+class _Paths(Mapping):
+    """image_id -> `Path`, kept as strings and made a `Path` when asked for (most are never asked
+    for by a scoring run, and building 40,000 `Path` objects up front costs more than the rest)."""
+
+    def __init__(self, raw: dict[str, str]) -> None:
+        self._raw = raw
+
+    def __getitem__(self, key: str) -> Path:
+        return Path(self._raw[key])
+
+    def __iter__(self):
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
 
 
 @dataclass
@@ -90,8 +132,8 @@ class Split:
     root: Path
     json_path: Path
     records: list[Record]
-    image_files: dict[str, Path] = field(repr=False)
-    mask_files: dict[str, Path] = field(repr=False)
+    image_files: Mapping[str, Path] = field(repr=False)
+    mask_files: Mapping[str, Path] = field(repr=False)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -142,7 +184,8 @@ def _parse_record(item: Any, where: str, problems: list[str]) -> Record | None:
     vector = item.get("multilabel")
     if vector is None and isinstance(item.get("caption"), str):
         vector = multilabel(item["caption"])  # the official rule, for files released without it
-    if not (isinstance(vector, list) and len(vector) == N_REGIONS and all(v in (0, 1) and not isinstance(v, bool) for v in vector)):
+    if not (isinstance(vector, list) and len(vector) == N_REGIONS and set(map(type, vector)) == {int}
+            and vector.count(0) + vector.count(1) == N_REGIONS):   # ints (not bools), each 0 or 1
         bad.append(f"'multilabel' must be a list of {N_REGIONS} zeros/ones")
     if bad:
         problems.append(f"{label}: " + "; ".join(bad))
@@ -206,19 +249,21 @@ def load_split(root: Path | str, name: str = "test", *, check_files: bool = True
     root = Path(root)
     json_path = split_file(root, name)
     records = read_records(json_path)
-    images: dict[str, Path] = {}
-    masks: dict[str, Path] = {}
+    images: dict[str, str] = {}
+    masks: dict[str, str] = {}
     problems: list[str] = []
+    base, is_file = os.fspath(root), _Listings()
     for rec in records:
         for rel, store, what in ((rec.img_path, images, "image"), (rec.mask_path, masks, "mask")):
-            path = resolve_data_path(root, rel)
+            path = _resolve(base, rel, is_file)
             if path is None:
                 if check_files:
                     problems.append(f"image_id {rec.image_id!r}: {what} file not found: {rel}")
-                path = root / rel
+                path = os.fspath(root / rel)
             store[rec.image_id] = path
     _raise_if(problems, json_path)
-    return Split(name=name, root=root, json_path=json_path, records=records, image_files=images, mask_files=masks)
+    return Split(name=name, root=root, json_path=json_path, records=records, image_files=_Paths(images),
+                 mask_files=_Paths(masks))
 
 
 def write_split(path: Path, records: Iterable[Record]) -> None:

@@ -82,6 +82,27 @@ def _cover(pred_len: int, truth_len: int) -> np.ndarray:
     return np.bincount(nearest_index(pred_len, truth_len), minlength=pred_len).astype(np.int64)
 
 
+@lru_cache(maxsize=64)
+def _run_starts(pred_len: int, truth_len: int) -> np.ndarray:
+    """First truth row (or column) each prediction row (column) covers once resized NEAREST."""
+    out = np.searchsorted(nearest_index(pred_len, truth_len), np.arange(pred_len))
+    out.setflags(write=False)
+    return out
+
+
+def _run_sums(x: np.ndarray, starts: np.ndarray, lengths: np.ndarray, dtype) -> np.ndarray:
+    """Row i of the result: the sum of rows starts[i] .. starts[i] + lengths[i] - 1 of `x`.
+
+    Runs are short (a 512 px truth seen from 224 px: 2 or 3 rows), so adding whole rows once per
+    offset beats `np.add.reduceat`, which loops per segment and element along a strided axis.
+    """
+    out = np.zeros((len(starts),) + x.shape[1:], dtype)
+    for offset in range(int(lengths.max(initial=0))):
+        take = lengths > offset
+        out[take] += x[starts[take] + offset]
+    return out
+
+
 def _words(bits: np.ndarray) -> np.ndarray:
     """Packed bits as uint64 words (zero-padded), so popcounts run 64 pixels at a time."""
     pad = -len(bits) % 8
@@ -91,10 +112,29 @@ def _words(bits: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _area_classes(h: int, w: int, truth_h: int, truth_w: int) -> tuple[tuple[int, np.ndarray], ...]:
-    """The distinct block areas of a prediction grid, each with the packed words of its blocks."""
+def _area_classes(h: int, w: int, truth_h: int, truth_w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct block areas of a prediction grid (k,) and, per area, the packed words of its
+    blocks (k, words)."""
     area = np.outer(_cover(h, truth_h), _cover(w, truth_w)).ravel()
-    return tuple((int(a), _words(np.packbits(area == a))) for a in np.unique(area) if a > 0)
+    areas = np.array([a for a in np.unique(area) if a > 0], np.int64)
+    members = np.stack([_words(np.packbits(area == a)) for a in areas]) if len(areas) else np.zeros((0, 1), np.uint64)
+    for a in (areas, members):
+        a.setflags(write=False)
+    return areas, members
+
+
+_BYTE_HIGH_BITS = np.uint64(0xFEFEFEFEFEFEFEFE)
+
+
+def _only_0_and_255(grey: np.ndarray) -> bool:
+    """Whether every level is 0 or 255, i.e. each byte's 8 bits are equal: on 64-bit words,
+    bits 1..7 of each byte equal the bit below them (`x ^ (x << 1)` is 0 there)."""
+    flat = np.ascontiguousarray(grey).reshape(-1)
+    pad = -len(flat) % 8
+    if pad:
+        flat = np.concatenate([flat, np.zeros(pad, np.uint8)])
+    x = flat.view(np.uint64)
+    return not ((x ^ (x << np.uint64(1))) & _BYTE_HIGH_BITS).any()
 
 
 @dataclass(frozen=True)
@@ -114,6 +154,7 @@ class TruthBlocks:
     partial_index: np.ndarray   # (k,) flat indices into (h, w)
     partial_forged: np.ndarray  # (k,) forged truth pixels of each partial block
     positives: int              # forged truth pixels in all
+    truth_hw: tuple[int, int]   # (rows.sum(), cols.sum())
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -121,7 +162,8 @@ class TruthBlocks:
 
     @property
     def truth_pixels(self) -> int:
-        return int(self.rows.sum() * self.cols.sum())
+        truth_h, truth_w = self.truth_hw
+        return truth_h * truth_w
 
     @classmethod
     def of(cls, truth: np.ndarray, pred_hw: tuple[int, int] | None = None) -> "TruthBlocks":
@@ -131,18 +173,23 @@ class TruthBlocks:
         if (h, w) == (H, W):
             forged = truth.astype(np.int64).ravel()
         else:
-            ri, ci = nearest_index(h, H), nearest_index(w, W)
-            if H >= h and W >= w:  # every prediction row/column covers a contiguous run: sum the runs
-                starts_r, starts_c = np.searchsorted(ri, np.arange(h)), np.searchsorted(ci, np.arange(w))
-                partial = np.add.reduceat(truth.view(np.uint8), starts_r, axis=0, dtype=np.int64)
-                forged = np.add.reduceat(partial, starts_c, axis=1).ravel()
-            else:
-                flat = (ri[:, None] * w + ci[None, :]).ravel()
-                forged = np.bincount(flat, weights=truth.ravel(), minlength=h * w).astype(np.int64)
+            # NEAREST is monotone: prediction row i covers the contiguous truth rows
+            # start[i] .. start[i] + rows[i] - 1 (possibly none); likewise for columns
+            dtype = np.uint16 if int(rows.max()) * int(cols.max()) <= np.iinfo(np.uint16).max else np.int64
+            by_rows = _run_sums(truth.view(np.uint8), _run_starts(h, H), rows, dtype)  # (h, W)
+            forged = _run_sums(by_rows.T, _run_starts(w, W), cols, dtype).T.astype(np.int64, order="C").ravel()
         area = np.outer(rows, cols).ravel()
         full = (forged == area) & (area > 0)
         part = np.flatnonzero((forged > 0) & ~full)
-        return cls(rows, cols, np.packbits(full), part, forged[part], int(truth.sum()))
+        return cls(rows, cols, np.packbits(full), part, forged[part], int(np.count_nonzero(truth)), (H, W))
+
+    @classmethod
+    def same_size(cls, bits: np.ndarray, truth_hw: tuple[int, int], positives: int) -> "TruthBlocks":
+        """A truth seen from a prediction of its own size, from its packed bits (`np.packbits` of
+        the flat bool mask): every block is one pixel, entirely forged or not, so no block sums."""
+        ones_h, ones_w = np.ones(truth_hw[0], np.int64), np.ones(truth_hw[1], np.int64)
+        empty = np.zeros(0, np.int64)
+        return cls(ones_h, ones_w, bits, empty, empty, positives, truth_hw)
 
     def pack(self) -> bytes:
         """A compact serialisation (the truth cache keeps one per image and prediction size)."""
@@ -153,14 +200,15 @@ class TruthBlocks:
         return head + zlib.compress(body, 1)
 
     @classmethod
-    def unpack(cls, data: bytes, rows: np.ndarray, cols: np.ndarray) -> "TruthBlocks":
+    def unpack(cls, data: bytes, rows: np.ndarray, cols: np.ndarray,
+               truth_hw: tuple[int, int] | None = None) -> "TruthBlocks":
         h, w, k, positives = (int(v) for v in np.frombuffer(data[:32], np.int64))
         body = zlib.decompress(data[32:])
         nbits = (h * w + 7) // 8
         full = np.frombuffer(body, np.uint8, nbits)
         index = np.frombuffer(body, "<u4", k, nbits).astype(np.intp)
         forged = np.frombuffer(body, "<u4", k, nbits + 4 * k).astype(np.int64)
-        return cls(rows, cols, full, index, forged, positives)
+        return cls(rows, cols, full, index, forged, positives, truth_hw or (int(rows.sum()), int(cols.sum())))
 
     def dense(self) -> tuple[np.ndarray, np.ndarray]:
         """(forged, area) per prediction pixel as flat int64 arrays (for grey histograms)."""
@@ -211,19 +259,19 @@ def count_mask(grey: np.ndarray, blocks: TruthBlocks) -> MaskCounts:
         raise ValueError(f"a grey prediction must be uint8 or bool, got {grey.dtype}")
     if grey.shape != blocks.hw:
         raise ValueError(f"prediction shape {grey.shape} differs from the truth blocks' {blocks.hw}")
-    hit_bits = np.packbits(grey > PRED_THRESHOLD)
-    hit = _words(hit_bits)
-    both = hit & _words(blocks.full_bits)
+    hit = grey > PRED_THRESHOLD
+    hit_words = _words(np.packbits(hit))
     h, w = grey.shape
-    n_pred = tp = 0
-    for area, members in _area_classes(h, w, int(blocks.rows.sum()), int(blocks.cols.sum())):
-        # blocks of one area at a time: popcounts of packed bits, exact integer arithmetic
-        n_pred += area * int(np.bitwise_count(hit & members).sum(dtype=np.int64))
-        tp += area * int(np.bitwise_count(both & members).sum(dtype=np.int64))
+    truth_h, truth_w = blocks.truth_hw
+    areas, members = _area_classes(h, w, truth_h, truth_w)
+    # predicted, and predicted inside entirely forged blocks: popcounts of packed bits per block
+    # area class, weighted by the area (exact integer arithmetic)
+    both = np.stack([hit_words, hit_words & _words(blocks.full_bits)])
+    n_pred, tp = (np.bitwise_count(both[:, None, :] & members[None]).sum(axis=2, dtype=np.int64) @ areas).tolist()
     if len(blocks.partial_index):
-        tp += int(blocks.partial_forged[np.unpackbits(hit_bits, count=grey.size).view(bool)[blocks.partial_index]].sum())
-    pixels = blocks.truth_pixels
-    if not ((grey + np.uint8(1)) > 1).any():  # only 0 and 255 (uint8 wraps 255 + 1 to 0)
+        tp += int(blocks.partial_forged[hit.reshape(-1)[blocks.partial_index]].sum())
+    pixels = truth_h * truth_w
+    if _only_0_and_255(grey):
         return MaskCounts(tp, n_pred, blocks.positives, pixels)
     forged, area = blocks.dense()
     flat = grey.ravel()

@@ -24,11 +24,14 @@ resample of images.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import subprocess
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
@@ -447,12 +450,24 @@ def _meteor_jar_dir() -> Path:
     return pycocoevalcap_file("meteor", "meteor-1.5.jar").parent
 
 
+METEOR_ITEMS_PER_JAR = 4000
+"""Below this many segments per process a second JVM costs more (start-up) than it saves."""
+
+
+def meteor_jars(n: int) -> int:
+    """How many METEOR processes score `n` segments: one per core, each with enough to do."""
+    return max(1, min(os.cpu_count() or 1, n // METEOR_ITEMS_PER_JAR))
+
+
 def meteor_score(refs: Sequence[Sequence[str]], hyps: Sequence[str], *,
-                 cancel: threading.Event | None = None) -> tuple[float, np.ndarray]:
+                 cancel: threading.Event | None = None, jars: int | None = None) -> tuple[float, np.ndarray]:
     """METEOR 1.5 as pycocoevalcap's ``Meteor().compute_score`` on the same (tokenized) text.
 
-    Returns the jar's corpus score and the per-segment scores. One Java process, always closed
-    (killed as soon as `cancel` is set).
+    Returns the jar's corpus score and the per-segment scores. The alignment statistics of each
+    segment (``SCORE``: the slow part, independent per segment) are computed by `jars` Java
+    processes (default `meteor_jars`) on consecutive shards; one ``EVAL`` over all of them, in
+    order, gives exactly the single-process numbers. Every process is always closed (killed as
+    soon as `cancel` is set or any of them fails).
     """
     if len(refs) != len(hyps):
         raise ValueError("need one list of references per hypothesis")
@@ -462,50 +477,89 @@ def meteor_score(refs: Sequence[Sequence[str]], hyps: Sequence[str], *,
     for rs, h in zip(refs, hyps):
         h = h.replace("|||", "").replace("  ", " ")
         lines.append(" ||| ".join(("SCORE", " ||| ".join(rs), h)) + "\n")
-    cmd = ["java", "-jar", "-Xmx2G", "meteor-1.5.jar", "-", "-", "-stdio", "-l", "en", "-norm"]
-    with tempfile.TemporaryFile() as err:
+    k = max(1, min(jars or meteor_jars(len(lines)), len(lines)))
+    bounds = [len(lines) * i // k for i in range(k + 1)]
+    with contextlib.ExitStack() as stack:
+        procs = [stack.enter_context(_MeteorJar()) for _ in range(k)]
+        pool = stack.enter_context(ThreadPoolExecutor(k))
         try:
-            proc = subprocess.Popen(cmd, cwd=_meteor_jar_dir(), stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=err)
-        except FileNotFoundError as exc:
-            raise RuntimeError("Java is required for METEOR but `java` was not found") from exc
-        failure: list[BaseException] = []
-        writer = threading.Thread(target=_write_all, args=(proc.stdin, lines, failure), daemon=True)
-        try:
-            writer.start()   # writes while this thread reads: no pipe-buffer deadlock
-            stats = []
-            for k in range(len(lines)):
-                if cancel is not None and k % 512 == 0 and cancel.is_set():
-                    raise ValueError("cancelled")
-                stats.append(_read_line(proc))
-            writer.join()
-            if failure:
-                raise failure[0]
-            proc.stdin.write(("EVAL ||| " + " ||| ".join(stats) + "\n").encode())
-            proc.stdin.flush()
-            segments = np.array([float(_read_line(proc)) for _ in lines])
-            total = float(_read_line(proc))
-        except (OSError, ValueError) as exc:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            err.seek(0)
-            tail = err.read().decode("utf-8", errors="replace")[-2000:]
+            futures = [pool.submit(procs[i].stats, lines[bounds[i]:bounds[i + 1]], cancel) for i in range(k)]
+            wait(futures, return_when=FIRST_EXCEPTION)   # one failure stops them all (below)
+            stats = [line for future in futures for line in future.result()]
+            total, segments = procs[0].evaluate(stats)
+        except BaseException as exc:
+            for proc in procs:
+                proc.kill()   # the other readers see the end of their output and stop
+            if not isinstance(exc, (OSError, ValueError)):
+                raise
+            tail = next((t for t in (proc.error_tail() for proc in procs) if t), "")
             raise RuntimeError(f"METEOR failed: {exc}; {tail}") from exc
-        finally:
-            try:
-                proc.stdin.close()
-            except OSError:
-                pass
-            if proc.poll() is None:
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            writer.join(timeout=10)
-            proc.stdout.close()
     return total, segments
+
+
+class _MeteorJar:
+    """One ``meteor-1.5.jar -stdio`` process; closed (killed if need be) on leaving the block."""
+
+    def __init__(self) -> None:
+        cmd = ["java", "-jar", "-Xmx2G", "meteor-1.5.jar", "-", "-", "-stdio", "-l", "en", "-norm"]
+        self.err = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen(cmd, cwd=_meteor_jar_dir(), stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=self.err)
+        except FileNotFoundError as exc:
+            self.err.close()
+            raise RuntimeError("Java is required for METEOR but `java` was not found") from exc
+        self.writer: threading.Thread | None = None
+
+    def __enter__(self) -> "_MeteorJar":
+        return self
+
+    def stats(self, lines: list[str], cancel: threading.Event | None) -> list[str]:
+        """The ``SCORE`` statistics of each line, written by a thread while this one reads (no
+        pipe-buffer deadlock)."""
+        failure: list[BaseException] = []
+        self.writer = threading.Thread(target=_write_all, args=(self.proc.stdin, lines, failure), daemon=True)
+        self.writer.start()
+        out = []
+        for k in range(len(lines)):
+            if cancel is not None and k % 512 == 0 and cancel.is_set():
+                raise ValueError("cancelled")
+            out.append(_read_line(self.proc))
+        self.writer.join()
+        if failure:
+            raise failure[0]
+        return out
+
+    def evaluate(self, stats: list[str]) -> tuple[float, np.ndarray]:
+        """(corpus score, per-segment scores) of ``EVAL`` over `stats`."""
+        self.proc.stdin.write(("EVAL ||| " + " ||| ".join(stats) + "\n").encode())
+        self.proc.stdin.flush()
+        segments = np.array([float(_read_line(self.proc)) for _ in stats])
+        return float(_read_line(self.proc)), segments
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def error_tail(self) -> str:
+        self.err.seek(0)
+        return self.err.read().decode("utf-8", errors="replace")[-2000:]
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        if self.proc.poll() is None:
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.writer is not None:
+            self.writer.join(timeout=10)
+        self.proc.stdout.close()
+        self.err.close()
 
 
 def _write_all(stream: IO[bytes], lines: list[str], failure: list[BaseException]) -> None:

@@ -99,6 +99,33 @@ def _one(job: _Job, i: int):
     return counts, hashlib.sha256(data).digest(), f"{hw[0]}x{hw[1]}"
 
 
+USUAL_SIZE_SAMPLE = 33
+
+
+def _usual_size(files: Sequence[Path | None]) -> tuple[int, int] | None:
+    """The (h, w) of most masks, from the headers of a sample spread over the whole list; None
+    when no size is a clear majority (then no table is built for all images: a size that only
+    some masks have is cheaper per image). A bad file here is left to its worker to report."""
+    present = [f for f in files if f is not None]
+    step = max(1, len(present) // USUAL_SIZE_SAMPLE)
+    seen: dict[tuple[int, int], int] = {}
+    for path in present[::step][:USUAL_SIZE_SAMPLE]:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(read_file(path, label=path.name, max_bytes=MAX_MASK_BYTES))) as im:
+                    if im.size[0] * im.size[1] <= MAX_MASK_PIXELS:
+                        hw = (im.size[1], im.size[0])
+                        seen[hw] = seen.get(hw, 0) + 1
+        except (OSError, UnidentifiedImageError, ValueError, UnsafeFileError, Image.DecompressionBombError,
+                Image.DecompressionBombWarning):
+            continue
+    if not seen:
+        return None
+    hw, count = max(seen.items(), key=lambda kv: kv[1])
+    return hw if 2 * count > sum(seen.values()) else None
+
+
 def _open_mask(data: bytes) -> Image.Image | str:
     """The decoded mask, or why not: checked against `MAX_MASK_PIXELS` from its header, before
     any pixel is decoded. The reason never quotes PIL's text (which names a BytesIO object)."""
@@ -182,17 +209,9 @@ def run_mask_pass(
     job = _Job(truth, ids, files, labels, strict)
     # load (or build) the blocks of the usual prediction size here, before workers fork, so each
     # inherits them; a rarer size is computed per image in the workers
-    first = next((f for f in files if f is not None and f.is_file()), None)
-    if first is not None:   # a bad first mask is reported by its worker like any other
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(read_file(first, label=first.name, max_bytes=MAX_MASK_BYTES))) as im:
-                    if im.size[0] * im.size[1] <= MAX_MASK_PIXELS:
-                        truth.blocks(ids[0], (im.size[1], im.size[0]))
-        except (OSError, UnidentifiedImageError, ValueError, UnsafeFileError, Image.DecompressionBombError,
-                Image.DecompressionBombWarning):
-            pass
+    usual = _usual_size(files)
+    if usual is not None:
+        truth.blocks(ids[0], usual)
 
     counts = np.zeros((n, 4), np.int64)
     image_auc = np.full(n, np.nan)

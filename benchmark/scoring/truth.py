@@ -112,6 +112,7 @@ class TruthCache:
         key = fingerprint(split, root).split(":")[-1][:32]
         self.dir = root / f"truth-{key}-v{CACHE_VERSION}"
         self._blocks: dict[tuple[int, int], list[tuple[str, bytes]]] = {}
+        self._absent: set[tuple[int, int]] = set()  # sizes with no table on disk (not built)
         self.progress = progress
         self._load_or_build_masks()
 
@@ -144,6 +145,11 @@ class TruthCache:
 
     def mask(self, image_id: str) -> np.ndarray:
         """The truth mask of `image_id` as a bool (H, W) array."""
+        h, w = self.shapes[self.index[image_id]]
+        return np.unpackbits(self._mask_bits(image_id), count=int(h * w)).reshape(h, w).view(bool)
+
+    def _mask_bits(self, image_id: str) -> np.ndarray:
+        """The packed bits of `image_id`'s truth mask (`np.packbits` of the flat mask)."""
         if self._packed is None:
             data = self._read("masks.pkl")
             if data is None:  # the packed masks went missing: rebuild everything
@@ -151,27 +157,29 @@ class TruthCache:
                 self._load_or_build_masks()
             else:
                 self._packed = data["packed"]
-        i = self.index[image_id]
-        h, w = self.shapes[i]
-        bits = np.frombuffer(zlib.decompress(self._packed[i]), dtype=np.uint8)
-        return np.unpackbits(bits, count=int(h * w)).reshape(h, w).view(bool)
+        return np.frombuffer(zlib.decompress(self._packed[self.index[image_id]]), dtype=np.uint8)
 
     # ----------------------------------------------------------------- blocks
     def blocks(self, image_id: str, pred_hw: tuple[int, int], *, build: bool = True) -> TruthBlocks:
         """The truth of `image_id` seen from a prediction of size `pred_hw` (see `TruthBlocks`).
 
         From the cached table of that size (loaded, or built for every image when `build`);
-        without a table and with `build=False`, computed for this image alone.
+        without a table and with `build=False`, computed for this image alone (at the truth's own
+        size, straight from its packed bits).
         """
         pred_hw = (int(pred_hw[0]), int(pred_hw[1]))
         i = self.index[image_id]
+        truth_hw = (int(self.shapes[i][0]), int(self.shapes[i][1]))
         table = self._blocks.get(pred_hw)
-        if table is None:
+        if table is None and (build or pred_hw not in self._absent):
             table = self._load_or_build_blocks(pred_hw, build=build)
         if table is None:
+            self._absent.add(pred_hw)
+            if pred_hw == truth_hw:
+                return TruthBlocks.same_size(self._mask_bits(image_id), truth_hw, int(self.positives[i]))
             return TruthBlocks.of(self.mask(image_id), pred_hw)
-        rows, cols = _covers(pred_hw, (int(self.shapes[i][0]), int(self.shapes[i][1])))
-        return TruthBlocks.unpack(table[i], rows, cols)
+        rows, cols = _covers(pred_hw, truth_hw)
+        return TruthBlocks.unpack(table[i], rows, cols, truth_hw)
 
     def _load_or_build_blocks(self, pred_hw: tuple[int, int], *, build: bool = True) -> list[bytes] | None:
         name = _blocks_name(pred_hw)
