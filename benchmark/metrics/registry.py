@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import threading
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -108,6 +109,7 @@ class Inputs:
     options: Any = None                     # benchmark.scoring.options.ScoreOptions
     memo: dict[str, Any] = field(default_factory=dict)
     cancel: threading.Event = field(default_factory=threading.Event)  # set: stop early (scoring failed)
+    warm: dict[str, Any] = field(default_factory=dict)  # scorer name -> what its `warm_up` started
 
     def shared(self, key: str, make: Callable[[], Any]) -> Any:
         if key not in self.memo:
@@ -128,6 +130,12 @@ class Scorer(ABC):
     def available(self, options: Any) -> str | None:
         """Why this scorer cannot run with these options (None: it can)."""
         return None
+
+    def warm_up(self, n_items: int) -> AbstractContextManager[Any]:
+        """Entered before the submission is read, left when scoring ends (however it ends): start
+        what is slow to start (a JVM loading its tables) so that it gets ready while the rest
+        runs. What it yields reaches `score` as `inputs.warm[self.name]`. Default: nothing."""
+        return nullcontext()
 
     @abstractmethod
     def score(self, inputs: Inputs) -> Scored:

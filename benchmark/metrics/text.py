@@ -24,7 +24,6 @@ resample of images.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import subprocess
@@ -451,23 +450,50 @@ def _meteor_jar_dir() -> Path:
 
 
 METEOR_ITEMS_PER_JAR = 4000
-"""Below this many segments per process a second JVM costs more (start-up) than it saves."""
+"""Below this many segments per process a second JVM costs more (start-up: ~10 s and ~13 CPU
+seconds loading the paraphrase tables) than it saves."""
 
 
 def meteor_jars(n: int) -> int:
-    """How many METEOR processes score `n` segments: one per core, each with enough to do."""
-    return max(1, min(os.cpu_count() or 1, n // METEOR_ITEMS_PER_JAR))
+    """How many METEOR processes score `n` segments: one per two cores (a JVM keeps more than one
+    core busy with its compiler and collector threads), each with enough segments, at most 4."""
+    return max(1, min((os.cpu_count() or 1) // 2, n // METEOR_ITEMS_PER_JAR, 4))
+
+
+class MeteorJars:
+    """`count` running METEOR jars, started on creation (they load their tables meanwhile) and
+    all closed on leaving the block, killed if need be."""
+
+    def __init__(self, count: int) -> None:
+        self.procs: list[_MeteorJar] = []
+        try:
+            for _ in range(max(1, count)):
+                self.procs.append(_MeteorJar())
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> "MeteorJars":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.close()
 
 
 def meteor_score(refs: Sequence[Sequence[str]], hyps: Sequence[str], *,
-                 cancel: threading.Event | None = None, jars: int | None = None) -> tuple[float, np.ndarray]:
+                 cancel: threading.Event | None = None, jars: int | MeteorJars | None = None) -> tuple[float, np.ndarray]:
     """METEOR 1.5 as pycocoevalcap's ``Meteor().compute_score`` on the same (tokenized) text.
 
     Returns the jar's corpus score and the per-segment scores. The alignment statistics of each
-    segment (``SCORE``: the slow part, independent per segment) are computed by `jars` Java
-    processes (default `meteor_jars`) on consecutive shards; one ``EVAL`` over all of them, in
-    order, gives exactly the single-process numbers. Every process is always closed (killed as
-    soon as `cancel` is set or any of them fails).
+    segment (``SCORE``: the slow part, independent per segment) are computed by several Java
+    processes on consecutive shards (`jars`: a number, default `meteor_jars`, or `MeteorJars`
+    started earlier, which this call uses up); one ``EVAL`` over all of them, in order, gives
+    exactly the single-process numbers. Every process is closed at the end (killed as soon as
+    `cancel` is set or any of them fails).
     """
     if len(refs) != len(hyps):
         raise ValueError("need one list of references per hypothesis")
@@ -477,28 +503,28 @@ def meteor_score(refs: Sequence[Sequence[str]], hyps: Sequence[str], *,
     for rs, h in zip(refs, hyps):
         h = h.replace("|||", "").replace("  ", " ")
         lines.append(" ||| ".join(("SCORE", " ||| ".join(rs), h)) + "\n")
-    k = max(1, min(jars or meteor_jars(len(lines)), len(lines)))
-    bounds = [len(lines) * i // k for i in range(k + 1)]
-    with contextlib.ExitStack() as stack:
-        procs = [stack.enter_context(_MeteorJar()) for _ in range(k)]
-        pool = stack.enter_context(ThreadPoolExecutor(k))
+    running = jars if isinstance(jars, MeteorJars) else MeteorJars(min(jars or meteor_jars(len(lines)), len(lines)))
+    with running, ThreadPoolExecutor(len(running.procs)) as pool:
+        procs = running.procs[:len(lines)]
+        k = len(procs)
+        bounds = [len(lines) * i // k for i in range(k + 1)]
         try:
             futures = [pool.submit(procs[i].stats, lines[bounds[i]:bounds[i + 1]], cancel) for i in range(k)]
             wait(futures, return_when=FIRST_EXCEPTION)   # one failure stops them all (below)
             stats = [line for future in futures for line in future.result()]
             total, segments = procs[0].evaluate(stats)
         except BaseException as exc:
-            for proc in procs:
+            for proc in running.procs:
                 proc.kill()   # the other readers see the end of their output and stop
             if not isinstance(exc, (OSError, ValueError)):
                 raise
-            tail = next((t for t in (proc.error_tail() for proc in procs) if t), "")
+            tail = next((t for t in (proc.error_tail() for proc in running.procs) if t), "")
             raise RuntimeError(f"METEOR failed: {exc}; {tail}") from exc
     return total, segments
 
 
 class _MeteorJar:
-    """One ``meteor-1.5.jar -stdio`` process; closed (killed if need be) on leaving the block."""
+    """One ``meteor-1.5.jar -stdio`` process."""
 
     def __init__(self) -> None:
         cmd = ["java", "-jar", "-Xmx2G", "meteor-1.5.jar", "-", "-", "-stdio", "-l", "en", "-norm"]
@@ -510,9 +536,8 @@ class _MeteorJar:
             self.err.close()
             raise RuntimeError("Java is required for METEOR but `java` was not found") from exc
         self.writer: threading.Thread | None = None
-
-    def __enter__(self) -> "_MeteorJar":
-        return self
+        self.closed = False
+        self.finished = False   # its EVAL answered: closing its input ends it
 
     def stats(self, lines: list[str], cancel: threading.Event | None) -> list[str]:
         """The ``SCORE`` statistics of each line, written by a thread while this one reads (no
@@ -535,7 +560,9 @@ class _MeteorJar:
         self.proc.stdin.write(("EVAL ||| " + " ||| ".join(stats) + "\n").encode())
         self.proc.stdin.flush()
         segments = np.array([float(_read_line(self.proc)) for _ in stats])
-        return float(_read_line(self.proc)), segments
+        total = float(_read_line(self.proc))
+        self.finished = True
+        return total, segments
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -543,15 +570,24 @@ class _MeteorJar:
         self.proc.wait()
 
     def error_tail(self) -> str:
+        if self.closed:
+            return ""
         self.err.seek(0)
         return self.err.read().decode("utf-8", errors="replace")[-2000:]
 
-    def __exit__(self, *exc) -> None:
+    def close(self) -> None:
+        """End the process (at once if it is still loading or working: nothing more will be
+        asked of it) and release its pipes; safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
         try:
             self.proc.stdin.close()
         except OSError:
             pass
         if self.proc.poll() is None:
+            if not self.finished:   # unused, or stopped mid-way: nothing more is wanted from it
+                self.kill()
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -659,9 +695,14 @@ class MeteorScorer(Scorer):
                       "breakdowns use the mean of its segment scores)", "text", "mean", headline=True, brief=True,
                       per_image="meteor"),)
 
+    def warm_up(self, n_items: int) -> MeteorJars:
+        return MeteorJars(meteor_jars(n_items))
+
     def score(self, inputs: Inputs) -> Scored:
+        # after the n-gram pass, not beside it: the JVM needs all the cores it can get
         reference, img, hyps, _ = _text_pass(inputs)
-        total, segments = meteor_score([reference.refs[i] for i in img], hyps, cancel=inputs.cancel)
+        total, segments = meteor_score([reference.refs[i] for i in img], hyps, cancel=inputs.cancel,
+                                       jars=inputs.warm.get(self.name))
         return Scored(values={"meteor": total}, samples={"meteor": segments},
                       stats={"meteor": mean_statistic(segments)})
 

@@ -13,7 +13,7 @@ import math
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,6 +162,13 @@ def _stage(timings: dict[str, float], name: str):
 
 def _score(sub: Submission, split: Split, protocol: Protocol, options: ScoreOptions) -> ScoreResult:
     chosen = select_scorers(options, protocol)
+    with ExitStack() as stack:   # what the scorers start early (a METEOR JVM) ends with scoring
+        warm = {s.name: stack.enter_context(s.warm_up(len(split))) for s in chosen}
+        return _score_warm(sub, split, protocol, options, chosen, warm)
+
+
+def _score_warm(sub: Submission, split: Split, protocol: Protocol, options: ScoreOptions,
+                chosen: list[registry.Scorer], warm: dict[str, Any]) -> ScoreResult:
     timings: dict[str, float] = {}
     with _stage(timings, "read predictions"):
         preds, problems = read_predictions(sub, options.limits)
@@ -234,7 +241,7 @@ def _score(sub: Submission, split: Split, protocol: Protocol, options: ScoreOpti
     with _stage(timings, "truth (cache load or build)"):
         truth = TruthCache(split, options.cache_dir, progress=options.progress) if ids else None
     chosen = [s for s in chosen if s.task in tasks]
-    inputs = Inputs(ids=ids, truth=truth, strict=protocol.strict, captions=captions, options=options)
+    inputs = Inputs(ids=ids, truth=truth, strict=protocol.strict, captions=captions, options=options, warm=warm)
     # the explanation scorers (PTB tokenizer and METEOR run in Java) work beside the mask pass,
     # in a thread started once the mask workers are forked; a fatal problem cancels them
     beside = [s for s in chosen if s.task == "interpretation"] if truth is not None and not fatal else []
