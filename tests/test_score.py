@@ -233,3 +233,33 @@ def test_metric_selection_is_one_generic_mechanism(random_root, tmp_path):
     assert set(official.scorers) == {"mask", "cider", "bleu", "rouge"} and official.ci95 == {}
     bad = _mmtt("score", str(sub), "--data", str(root), "--skip", "nonsense")
     assert bad.returncode == 2 and "unknown metric 'nonsense'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_meteor_jar_started_early_is_used_and_killed_when_scoring_is_refused(random_root, tmp_path, monkeypatch):
+    """METEOR's jar starts with scoring (it loads its tables while the rest runs), scores the
+    explanations, and is closed at the end; when the submission is refused it is killed at once
+    (no wait for a JVM still loading)."""
+    import signal
+
+    from benchmark.metrics import text
+    from submissions.reader import SubmissionError
+
+    started: list[subprocess.Popen] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(cmd, *args, **kwargs):
+        proc = real_popen(cmd, *args, **kwargs)
+        if "meteor-1.5.jar" in cmd:
+            started.append(proc)
+        return proc
+
+    monkeypatch.setattr(text.subprocess, "Popen", recording_popen)
+    root, recs = random_root
+    split = load_split(root, "test")
+    good = score_submission(write_submission(tmp_path / "good", recs), split, ScoreOptions(n_boot=20))
+    assert "meteor" in good.metrics and len(started) == 1 and started[0].poll() is not None
+    bad = write_submission(tmp_path / "bad", recs)
+    (bad / "predictions.jsonl").write_text("not json\n")
+    with pytest.raises(SubmissionError):
+        score_submission(bad, split, ScoreOptions(n_boot=20))
+    assert len(started) == 2 and started[1].poll() == -signal.SIGKILL   # killed, not waited for
