@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,16 +43,15 @@ def _need_browser():
         pytest.skip(missing)
 
 
-@pytest.fixture(scope="module")
-def server(board_world: BoardWorld, tmp_path_factory):
-    """A real Streamlit server on a free localhost port (the plain `streamlit run` path)."""
-    _need_browser()
+@contextmanager
+def streamlit_board(world: BoardWorld, log: Path, *extra: str) -> Iterator[str]:
+    """A real Streamlit server of the board over `world` on a free localhost port (the plain
+    `streamlit run` path), its output in `log`; yields its URL, stops it on leaving."""
     port = free_port()
-    log = tmp_path_factory.mktemp("board-server") / "server.log"
     cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "leaderboard_app" / "app.py"),
            "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
            "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
-           "--", "--db", board_world.url, "--data", str(board_world.data), "--n-boot", "50"]
+           "--", "--db", world.url, "--data", str(world.data), "--n-boot", "50", *extra]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMTT_BOARD_")}
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
@@ -66,6 +67,13 @@ def server(board_world: BoardWorld, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(board_world: BoardWorld, tmp_path_factory):
+    _need_browser()
+    with streamlit_board(board_world, tmp_path_factory.mktemp("board-server") / "server.log") as url:
+        yield url
 
 
 def _entries(page) -> list[str]:

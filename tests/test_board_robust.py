@@ -5,10 +5,7 @@ entries without variant runs are "not evaluated", never zero."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +21,6 @@ from tests.conftest import write_submission
 from tests.test_board_helpers import BoardWorld, board_world  # noqa: F401
 
 APP = Path(__file__).resolve().parents[1] / "leaderboard_app" / "app.py"
-REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("downscale", "blur", "both")
 # entry -> (team, variants it is run on, what its runs hold)
 PLAN = {"alpha": ("team-a", VARIANTS, {}), "masker": ("maintainers", VARIANTS, {"captions": False}),
@@ -130,58 +126,33 @@ def test_board_without_variants_explains_how_to_add_them(board_world: BoardWorld
 
 
 # ------------------------------------------------------------------------------- browser
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = REPO / "artifacts" / "board"
-
-
 @pytest.mark.browser
 def test_robustness_page_in_a_real_browser(robust_world: BoardWorld, tmp_path: Path) -> None:
-    from tests.test_board_browser import ARGS, _need_browser
+    from tests.test_board_browser import ARGS, ARTIFACTS, CHROMIUM, _need_browser, streamlit_board
 
     _need_browser()
     from playwright.sync_api import sync_playwright
 
-    from leaderboard_app.commands import free_port, wait_healthy
-
-    port = free_port()
-    log = tmp_path / "server.log"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true", "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.fileWatcherType", "none", "--browser.gatherUsageStats",
-           "false", "--client.toolbarMode", "viewer", "--", "--db", robust_world.url, "--data",
-           str(robust_world.data), "--n-boot", "50", "--no-meteor"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMTT_BOARD_")}
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-    url = f"http://127.0.0.1:{port}"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    try:
-        assert wait_healthy(url, proc, timeout=90), log.read_text()[-2000:]
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1600, "height": 1300})
-                page.goto(url + "/", wait_until="domcontentloaded")
-                page.wait_for_selector("h1:has-text('MMTT Leaderboard')", timeout=60000)
-                page.get_by_role("link", name="Robustness").click()            # the sidebar entry
-                page.wait_for_selector("h1:has-text('Robustness')", timeout=60000)
-                page.wait_for_selector("[data-testid=stDataFrame]", timeout=60000)
-                page.wait_for_selector("[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg",
-                                       timeout=60000)
-                page.wait_for_timeout(1500)                                   # let the chart draw
-                html = page.content()
-                assert "not evaluated" in html and "ranked" in html
-                for name in ("alpha", "masker", "beta"):
-                    assert name in html
-                page.screenshot(path=str(ARTIFACTS / "robustness.png"), full_page=True)
-            finally:
-                browser.close()
-    finally:
-        proc.terminate()
+    with streamlit_board(robust_world, tmp_path / "server.log", "--no-meteor") as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            page = browser.new_page(viewport={"width": 1600, "height": 1300})
+            page.goto(url + "/", wait_until="domcontentloaded")
+            page.wait_for_selector("h1:has-text('MMTT Leaderboard')", timeout=60000)
+            page.get_by_role("link", name="Robustness").click()            # the sidebar entry
+            page.wait_for_selector("h1:has-text('Robustness')", timeout=60000)
+            page.wait_for_selector("[data-testid=stDataFrame]", timeout=60000)
+            page.wait_for_selector("[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg",
+                                   timeout=60000)
+            page.wait_for_timeout(1500)                                   # let the chart draw
+            html = page.content()
+            assert "not evaluated" in html and "ranked" in html
+            for name in ("alpha", "masker", "beta"):
+                assert name in html
+            page.screenshot(path=str(ARTIFACTS / "robustness.png"), full_page=True)
+        finally:
+            browser.close()
     print(f"\nrobustness screenshot: {ARTIFACTS / 'robustness.png'}")
 
 
