@@ -42,10 +42,22 @@ def box(x: torch.Tensor, k: int) -> torch.Tensor:
     return F.avg_pool2d(F.pad(x, (p, k - 1 - p, p, k - 1 - p), mode="reflect"), k, stride=1)
 
 
+# Paeth's median-of-9 network: after these 19 exchanges (min to the first, max to the second)
+# the 5th of 9 values is the median, exactly torch.median's
+_MEDIAN9 = ((1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3), (5, 8), (4, 7),
+            (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2))
+
+
 def median3(x: torch.Tensor) -> torch.Tensor:
-    b, c, h, w = x.shape
-    patches = F.unfold(F.pad(x, (1, 1, 1, 1), mode="reflect"), 3)  # (B, C*9, H*W)
-    return patches.view(b, c, 9, h * w).median(dim=2).values.view(b, c, h, w)
+    """3x3 median filter (reflect-padded, same size). An exchange network over the nine shifted
+    views instead of unfold + median: the same values, ~10x less time, and it was half of a
+    U-Net training step on the CPU."""
+    h, w = x.shape[-2:]
+    p = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    v = [p[..., i:i + h, j:j + w] for i in range(3) for j in range(3)]
+    for a, b in _MEDIAN9:
+        v[a], v[b] = torch.minimum(v[a], v[b]), torch.maximum(v[a], v[b])
+    return v[4].contiguous()
 
 
 def laplacian(x: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from baselines import registry
 from baselines.captioners import prior, retrieval, template
 from baselines.captioners.faceparts import part_boxes
 from baselines.checkpoint import META
-from baselines.forensic import build_blur_inconsistency, build_ela, build_noise_residual
+from baselines.forensic import build_blur_inconsistency, build_ela, build_noise_residual, median3
 from benchmark.cli import main
 from benchmark.data.split import load_split
 from benchmark.errors import BenchmarkError
@@ -94,6 +94,18 @@ def test_forensic_localizers_find_a_pasted_patch(build, kind: str) -> None:
     small = torch.from_numpy(mask[::2, ::2])
     inside, outside = float(p[small].mean()), float(p[~small].mean())
     assert inside > outside + 0.3 and outside < 0.2, (inside, outside)
+
+
+@pytest.mark.parametrize("levels", [None, 3])
+def test_median3_is_scipys_3x3_median_with_mirrored_edges(levels: int | None) -> None:
+    from scipy.ndimage import median_filter
+
+    rng = np.random.default_rng(7)
+    shape = (2, 3, 19, 24)   # few levels: ties everywhere, the case an exchange network gets wrong first
+    x = rng.integers(0, levels, shape) if levels else rng.standard_normal(shape)
+    x = x.astype(np.float32)
+    want = median_filter(x, size=(1, 1, 3, 3), mode="mirror")   # scipy's "mirror" is torch's "reflect"
+    np.testing.assert_array_equal(median3(torch.from_numpy(x)).numpy(), want)   # a selection: exact
 
 
 @pytest.fixture(scope="module")

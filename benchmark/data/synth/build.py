@@ -24,6 +24,7 @@ from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image
+from threadpoolctl import threadpool_limits
 
 from benchmark.data.record import method_of, source_of
 from benchmark.data.regions import multilabel
@@ -193,9 +194,12 @@ def _save(item: Item, root: Path) -> None:
 
 
 def _init_worker() -> None:
-    """Let glibc keep freed memory instead of returning it to the kernel: rendering allocates
+    """One BLAS thread per worker: the items are the parallelism, and OpenBLAS threads spinning
+    between the small matrix products of `smooth_noise` doubled the CPU time of every item.
+    And let glibc keep freed memory instead of returning it to the kernel: rendering allocates
     numpy temporaries of a few hundred KB by the thousand, and giving them back means
     page-faulting them in again every time (a third of a worker's system time)."""
+    threadpool_limits(1)
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:  # not glibc: nothing to tune
@@ -236,9 +240,10 @@ def generate(out_dir: Path, n: int = 2000, seed: int = 0, size: int = 256, worke
     results: list[dict[str, Any]] = [None] * n  # type: ignore[list-item]
     bar = _progress(n, progress)
     if workers == 1:
-        for r in map(_work, tasks):
-            results[r["index"]] = r
-            bar.update(1)
+        with threadpool_limits(1):
+            for r in map(_work, tasks):
+                results[r["index"]] = r
+                bar.update(1)
     else:
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
         chunk = max(1, min(8, n // (workers * 6)))
