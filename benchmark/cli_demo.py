@@ -1,8 +1,9 @@
 """`mmtt demo`: the main job on the embedded mini-MMTT, end to end, cached between runs.
 
-Generate the mini-MMTT -> train the models that need it -> run every runnable registered model
-on eval and test through the harness -> submit each to a SQLite board -> print the leaderboard
--> serve it. Part of the CLI layer (it wires data, models, scoring, store and board together by
+Generate the mini-MMTT and its test variants -> train the models that need it -> run every
+runnable registered model on eval and test (with its variants) through the harness -> submit each
+run to a SQLite board -> print the leaderboard -> serve it. Training, runs and submissions are one
+graph of jobs, so a job starts as soon as what it needs is done. Part of the CLI layer (it wires data, models, scoring, store and board together by
 calling the same verbs a user would). Every stage reuses what an earlier run left: the data (same
 n/seed/size), checkpoints, finished harness runs (resume), and stored submissions (identical files
 are not scored twice).
@@ -24,11 +25,12 @@ from benchmark.metrics import registry
 
 SPLITS = ("eval", "test")
 ROBUST_SPLIT = "test"   # its robustness variants (downscale, blur, both) are run and submitted too
-# METEOR (a Java jar) is ~90% of a caption submission's scoring time: the demo leaves it out of the
-# variant submissions to stay within its time budget (the clean board keeps it)
-VARIANT_SKIP = "meteor"
+# METEOR (a Java jar that loads its paraphrase tables for ~15 s per scoring) is most of a caption
+# submission's scoring time: to stay within its time budget the demo computes it for the clean
+# test board only; the eval board and the variant submissions leave it out
+METEOR = "meteor"
 # shorter training than the models' defaults, to keep the demo within minutes on 2 CPU cores
-DEMO_EPOCHS = {"segformer": 2}
+DEMO_EPOCHS = {"segformer": 2, "unet": 3, "forgerytalker-tiny": 10}
 
 
 def _step(title: str) -> float:
@@ -84,89 +86,45 @@ def _slots(jobs: int | None) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     import baselines.catalog  # noqa: F401  (declares every model)
     from baselines import registry
-    from baselines.checkpoint import META
-    from benchmark.jobs import Job, run_jobs
+    from benchmark.data.robust import make_variants, missing_variants
+    from benchmark.jobs import run_jobs
 
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    ckpts, logs = workdir / "checkpoints", workdir / "logs"
-    os.environ["MMTT_CHECKPOINTS"] = str(ckpts)  # train and run agree on where
+    os.environ["MMTT_CHECKPOINTS"] = str(workdir / "checkpoints")  # train and run agree on where
     # every job is one single-threaded process; as many run at once as there are cores
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     slots = _slots(args.jobs)
     db = workdir / "board.sqlite"
-    entries = registry.entries()
     start = time.perf_counter()
 
-    t0 = _step("1/5 the embedded mini-MMTT")
+    t0 = _step(f"1/3 the embedded mini-MMTT, {ROBUST_SPLIT}'s robustness variants and the board's splits")
     data = ensure_data(workdir, args.n, args.seed, args.size)
-    _done(t0)
-
-    t0 = _step(f"2/5 training the models that learn from the train split ({slots} at a time)")
-    trainable = [e for e in entries if e.needs == "training"]
-    jobs: list[Job] = []
-    cached = {e.name for e in trainable
-              if (ckpts / e.name / META).is_file() or (ckpts / e.name / "config.json").is_file()}
-    for e in sorted(trainable, key=lambda e: -TRAIN_COST.get(e.name, 0)):  # the longest first
-        ckpt = ckpts / e.name
-        if e.name in cached:
-            print(f"   {e.name:<20} reusing {ckpt}")
-            continue
-        epochs = ["--epochs", str(DEMO_EPOCHS[e.name])] if e.name in DEMO_EPOCHS else []
-        after = tuple(f"train {u}" for u in e.uses if u not in cached)
-        jobs.append(Job(f"train {e.name}", ["train", e.name, "--data", str(data), "--out", str(ckpt),
-                                            "--device", args.device, "--quiet", *epochs],
-                        logs / f"train-{e.name}.log", after=after, on_done=_trained))
-    if jobs:
-        for j in jobs:
-            print(f"   {j.name[6:]:<20} to train (log: {j.log})", flush=True)
-        run_jobs(jobs, slots=slots, env=env)
-    _done(t0)
-
-    t0 = _step(f"3/5 running every model through the harness on eval, test and test's robustness variants "
-               f"({slots} at a time)")
-    from benchmark.data.robust import make_variants, missing_variants
-
     missing = missing_variants(data, ROBUST_SPLIT)
     if missing:   # made once here, not by each job's `run --robust` at the same time
         t1 = time.perf_counter()
         make_variants(data, ROBUST_SPLIT, missing)
         print(f"   wrote the {', '.join(missing)} variant(s) of {ROBUST_SPLIT} ({time.perf_counter() - t1:.1f} s)")
+    for split in SPLITS:
+        robust = ["--robust", "--quiet"] if split == ROBUST_SPLIT else []
+        _cli("split", "add", "--data", str(data), "--split", split, "--db", str(db), "--update", *robust, capture=True)
+    _done(t0)
+
+    entries = registry.entries()
     for e in entries:
         if e.needs == "checkpoint":
             print(f"   {e.name:<20} not run: needs pretrained weights (`mmtt run {e.name} --checkpoint DIR`), "
                   "which cannot be downloaded here")
-    runnable = [e for e in entries if e.needs != "checkpoint"]
-    runs: list[tuple[str, str, Path]] = []
-    jobs = []
-    for e in sorted(runnable, key=lambda e: -RUN_COST.get(e.name, 0)):
-        for split in SPLITS:   # test with --robust: runs/MODEL/test, then runs/MODEL/test_{downscale,blur,both}
-            out = workdir / "runs" / e.name / split
-            extra = ["--checkpoint", str(ckpts / e.name)] if e.needs == "training" else []
-            extra += ["--robust"] if split == ROBUST_SPLIT else []
-            jobs.append(Job(f"{e.name} {split}", ["run", e.name, "--data", str(data), "--split", split,
-                                                  "--out", str(out), "--device", args.device, "--json",
-                                                  "--quiet", *extra],
-                            logs / f"run-{e.name}-{split}.log", on_done=_ran))
-            runs.append((e.name, split, out))
-    run_jobs(jobs, slots=slots, env=env)
+    jobs = _jobs(workdir, data, db, [e for e in entries if e.needs != "checkpoint"], args.device)
+    t0 = _step(f"2/3 training, running (eval, test and test's robustness variants) and submitting every model: "
+               f"{len(jobs)} jobs, {slots} at a time, each starting once what it needs is done")
+    busy: dict[str, float] = {}
+    run_jobs(jobs, slots=slots, env=env, on_done=lambda job, seconds: busy.update(
+        {job.kind: busy.get(job.kind, 0.0) + seconds}))
+    print("   job time: " + ", ".join(f"{kind} {busy[kind]:.0f} s" for kind in JOB_KINDS if kind in busy))
     _done(t0)
 
-    t0 = _step(f"4/5 submitting each run to the board {db}")
-    for split in SPLITS:
-        robust = ["--robust", "--quiet"] if split == ROBUST_SPLIT else []
-        _cli("split", "add", "--data", str(data), "--split", split, "--db", str(db), "--update", *robust, capture=True)
-    # test with --robust: the clean run, then each variant run linked to it (`mmtt submit --robust`)
-    jobs = [Job(f"{name} {split}", ["submit", str(out), "--data", str(data), "--split", split, "--db", str(db),
-                                    "--name", name, "--baseline", "--json",
-                                    *(["--robust", "--skip-on-variants", VARIANT_SKIP] if split == ROBUST_SPLIT
-                                      else [])],
-                logs / f"submit-{name}-{split}.log", on_done=_submitted)
-            for name, split, out in sorted(runs, key=lambda r: -RUN_COST.get(r[0], 0))]
-    run_jobs(jobs, slots=slots, env=env)
-    _done(t0)
-
-    _step("5/5 the leaderboard (test split) and its robustness table")
+    _step("3/3 the leaderboard (test split) and its robustness table")
     _cli("leaderboard", "--db", str(db), "--split", "test")
     print()
     _cli("leaderboard", "--db", str(db), "--split", ROBUST_SPLIT, "--robust", "--metrics", "iou,cider")
@@ -193,10 +151,57 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-# rough seconds on one core at the default size: the scheduler starts the long jobs first
-TRAIN_COST = {"forgerytalker-tiny": 280, "unet": 200, "segformer": 170, "retrieval": 90}
-RUN_COST = {"retrieval": 20, "segformer": 12, "blur-inconsistency": 10, "noise-residual": 9,
-            "forgerytalker-tiny": 8, "template": 8, "unet": 8, "ela": 6}
+JOB_KINDS = ("train", "run", "submit")
+
+
+def _jobs(workdir: Path, data: Path, db: Path, runnable: list, device: str) -> list:
+    """Every model's jobs as one graph: train (after the models it uses) -> run on eval and on
+    test with its variants -> submit each run. Listed longest first, which is the order a free
+    slot takes the jobs that are ready; no stage waits for another stage's slowest job."""
+    from baselines.checkpoint import META
+    from benchmark.jobs import Job
+
+    ckpts, logs = workdir / "checkpoints", workdir / "logs"
+    trained = {e.name for e in runnable if e.needs == "training"
+               and ((ckpts / e.name / META).is_file() or (ckpts / e.name / "config.json").is_file())}
+    train: list[Job] = []
+    for e in sorted((e for e in runnable if e.needs == "training"), key=lambda e: -TRAIN_COST.get(e.name, 0)):
+        if e.name in trained:
+            print(f"   {e.name:<20} reusing {ckpts / e.name}")
+            continue
+        epochs = ["--epochs", str(DEMO_EPOCHS[e.name])] if e.name in DEMO_EPOCHS else []
+        print(f"   {e.name:<20} to train (log: {logs / f'train-{e.name}.log'})")
+        train.append(Job(f"train {e.name}", ["train", e.name, "--data", str(data), "--out", str(ckpts / e.name),
+                                             "--device", device, "--quiet", *epochs],
+                         logs / f"train-{e.name}.log", after=tuple(f"train {u}" for u in e.uses if u not in trained),
+                         on_done=_trained, kind="train"))
+    waits = {j.name for j in train}
+    run: list[Job] = []
+    submit: list[Job] = []
+    for e in sorted(runnable, key=lambda e: -RUN_COST.get(e.name, 0)):
+        for split in SPLITS:   # test with --robust: runs/MODEL/test, then runs/MODEL/test_{downscale,blur,both}
+            out = workdir / "runs" / e.name / split
+            extra = ["--checkpoint", str(ckpts / e.name)] if e.needs == "training" else []
+            robust = split == ROBUST_SPLIT
+            run.append(Job(f"run {e.name} {split}", ["run", e.name, "--data", str(data), "--split", split,
+                                                 "--out", str(out), "--device", device, "--json", "--quiet", *extra,
+                                                 *(["--robust"] if robust else [])],
+                           logs / f"run-{e.name}-{split}.log", after=tuple({f"train {e.name}"} & waits),
+                           on_done=_ran, kind="run"))
+            skip = ["--robust", "--skip-on-variants", METEOR] if robust else ["--skip", METEOR]
+            submit.append(Job(f"submit {e.name} {split}", ["submit", str(out), "--data", str(data), "--split", split,
+                                                           "--db", str(db), "--name", e.name, "--baseline", "--json",
+                                                           *skip],
+                              logs / f"submit-{e.name}-{split}.log", after=(f"run {e.name} {split}",),
+                              on_done=_submitted, kind="submit"))
+    return train + run + submit
+
+
+# rough seconds at the default size on a 2-core machine, two jobs at a time (test with its
+# variants for a run): the scheduler starts the long jobs first
+TRAIN_COST = {"forgerytalker-tiny": 560, "segformer": 260, "unet": 200, "retrieval": 90}
+RUN_COST = {"retrieval": 80, "forgerytalker-tiny": 80, "segformer": 65, "noise-residual": 50, "template": 45,
+            "ela": 45, "blur-inconsistency": 45, "unet": 40}
 
 
 def _json_output(job) -> dict:
@@ -204,10 +209,15 @@ def _json_output(job) -> dict:
     return json.loads(job.output.read_text(encoding="utf-8"))
 
 
+def _say(job, seconds: float, what: str) -> None:
+    """One line per finished job: verb, model, split, seconds, what it gave."""
+    kind, name, split = (job.name.split(" ") + [""])[:3]
+    print(f"   {kind:<7}{name:<20} {split:<5} {seconds:6.1f} s  {what}", flush=True)
+
+
 def _trained(job, seconds: float) -> None:
     last = [ln for ln in job.output.read_text(encoding="utf-8").splitlines() if ln.startswith("trained")]
-    detail = "  " + last[-1].split("(", 1)[-1].rstrip(")") if last else ""
-    print(f"   {job.name[6:]:<20} trained in {seconds:.1f} s{detail}", flush=True)
+    _say(job, seconds, last[-1].split("(", 1)[-1].rstrip(")") if last else "")
 
 
 def _ran(job, seconds: float) -> None:
@@ -219,8 +229,7 @@ def _ran(job, seconds: float) -> None:
         how = (f"{sum(log.get('computed_items', 0) for log in logs)} images"
                + (f" over {len(logs)} splits (clean + robustness variants)" if len(logs) > 1
                   else f", {logs[0].get('images_per_s') or 0:.1f}/s"))
-    name, split = job.name.rsplit(" ", 1)
-    print(f"   {name:<20} {split:<14} {seconds:6.1f} s  {how}", flush=True)
+    _say(job, seconds, how)
 
 
 def _submitted(job, seconds: float) -> None:
@@ -233,5 +242,4 @@ def _submitted(job, seconds: float) -> None:
     unchanged = sum(1 for r in results if r.get("duplicate"))
     if unchanged:
         shown += "  (unchanged" + (f" x{unchanged}" if unchanged > 1 else "") + ": these files are already scored)"
-    name, split = job.name.rsplit(" ", 1)
-    print(f"   {name:<20} {split:<14} {seconds:6.1f} s  {shown}", flush=True)
+    _say(job, seconds, shown)

@@ -30,6 +30,7 @@ class Job:
     log: Path
     after: tuple[str, ...] = ()
     on_done: Callable[["Job", float], None] | None = None  # reports the result (reads `output`)
+    kind: str = ""                                            # what the caller tallies it under
     proc: subprocess.Popen | None = field(default=None, repr=False)
     started: float = 0.0
 
@@ -40,9 +41,10 @@ class Job:
 
 
 def run_jobs(jobs: list[Job], *, slots: int, env: dict[str, str] | None = None, heartbeat: float = 30.0,
-             say: Callable[[str], None] = print) -> None:
+             say: Callable[[str], None] = print, on_done: Callable[[Job, float], None] | None = None) -> None:
     """Run `jobs` at most `slots` at a time, in list order among those whose dependencies are done.
-    Every `heartbeat` seconds without news, say which jobs are running and for how long."""
+    Every `heartbeat` seconds without news, say which jobs are running and for how long.
+    `on_done(job, seconds)` follows each job's own `on_done`."""
     names = {j.name for j in jobs}
     for j in jobs:
         missing = [a for a in j.after if a not in names]
@@ -73,8 +75,9 @@ def run_jobs(jobs: list[Job], *, slots: int, env: dict[str, str] | None = None, 
                     raise BenchmarkError(f"`mmtt {' '.join(j.argv)}` failed (exit {j.proc.returncode}) after "
                                          f"{seconds:.0f} s; its log {j.log} ends with:\n{_tail(j.log)}")
                 done.add(j.name)
-                if j.on_done:
-                    j.on_done(j, seconds)
+                for report in (j.on_done, on_done):
+                    if report:
+                        report(j, seconds)
                 last_news = time.perf_counter()
             if running and time.perf_counter() - last_news >= heartbeat:
                 now = time.perf_counter()

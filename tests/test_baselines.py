@@ -17,7 +17,7 @@ from baselines import registry
 from baselines.captioners import prior, retrieval, template
 from baselines.captioners.faceparts import part_boxes
 from baselines.checkpoint import META
-from baselines.forensic import build_blur_inconsistency, build_ela, build_noise_residual, median3
+from baselines.forensic import box, build_blur_inconsistency, build_ela, build_noise_residual, median3
 from benchmark.cli import main
 from benchmark.data.split import load_split
 from benchmark.errors import BenchmarkError
@@ -106,6 +106,17 @@ def test_median3_is_scipys_3x3_median_with_mirrored_edges(levels: int | None) ->
     x = x.astype(np.float32)
     want = median_filter(x, size=(1, 1, 3, 3), mode="mirror")   # scipy's "mirror" is torch's "reflect"
     np.testing.assert_array_equal(median3(torch.from_numpy(x)).numpy(), want)   # a selection: exact
+
+
+@pytest.mark.parametrize("k", [1, 4, 9, 16])
+def test_box_is_the_window_mean_with_reflected_edges(k: int) -> None:
+    x = np.random.default_rng(k).uniform(0, 255, (2, 1, 23, 30)).astype(np.float32)
+    p = k // 2
+    padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (p, k - 1 - p), (p, k - 1 - p)), mode="reflect")
+    want = np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(2, 3)).mean(axis=(-2, -1))
+    got = box(torch.from_numpy(x), k)
+    assert got.dtype == torch.float32 and got.shape == x.shape
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=1e-4)
 
 
 @pytest.fixture(scope="module")
