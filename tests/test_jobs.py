@@ -44,3 +44,13 @@ def test_unknown_dependency_and_cycles_are_refused(tmp_path: Path) -> None:
     with pytest.raises(BenchmarkError, match="wait for each other"):
         run_jobs([_job(tmp_path, "a", ["models"], after=("b",)), _job(tmp_path, "b", ["models"], after=("a",))],
                  slots=2)
+
+
+def test_a_failure_stops_the_jobs_still_running(tmp_path: Path) -> None:
+    slow = _job(tmp_path, "slow", ["data", "demo", "--out", str(tmp_path / "mini"), "--n", "5000"])
+    bad = _job(tmp_path, "bad", ["run", "no-such-model", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+    t0 = time.perf_counter()
+    with pytest.raises(BenchmarkError, match="no-such-model"):
+        run_jobs([slow, bad], slots=2)
+    assert time.perf_counter() - t0 < 60   # the 5,000-item generation was stopped, not waited for
+    assert slow.proc is not None and slow.proc.exitcode is not None and slow.proc.exitcode != 0
