@@ -88,8 +88,7 @@ def _slots(jobs: int | None) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     import baselines.catalog  # noqa: F401  (declares every model)
     from baselines import registry
-    from benchmark.data.robust import make_variants, missing_variants
-    from benchmark.jobs import run_jobs
+    from benchmark.jobs import run_jobs, start_job_server
 
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -100,16 +99,9 @@ def run_demo(args: argparse.Namespace) -> int:
     db = workdir / "board.sqlite"
     start = time.perf_counter()
 
-    t0 = _step(f"1/3 the embedded mini-MMTT, {ROBUST_SPLIT}'s robustness variants and the board's splits")
+    start_job_server()   # its imports (torch, scikit-learn, ...) overlap the data generation
+    t0 = _step("1/3 the embedded mini-MMTT")
     data = ensure_data(workdir, args.n, args.seed, args.size)
-    missing = missing_variants(data, ROBUST_SPLIT)
-    if missing:   # made once here, not by each job's `run --robust` at the same time
-        t1 = time.perf_counter()
-        make_variants(data, ROBUST_SPLIT, missing)
-        print(f"   wrote the {', '.join(missing)} variant(s) of {ROBUST_SPLIT} ({time.perf_counter() - t1:.1f} s)")
-    for split in SPLITS:
-        robust = ["--robust", "--quiet"] if split == ROBUST_SPLIT else []
-        _cli("split", "add", "--data", str(data), "--split", split, "--db", str(db), "--update", *robust, capture=True)
     _done(t0)
 
     entries = registry.entries()
@@ -118,8 +110,9 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"   {e.name:<20} not run: needs pretrained weights (`mmtt run {e.name} --checkpoint DIR`), "
                   "which cannot be downloaded here")
     jobs = _jobs(workdir, data, db, [e for e in entries if e.needs != "checkpoint"], args.device)
-    t0 = _step(f"2/3 training, running (eval, test and test's robustness variants) and submitting every model: "
-               f"{len(jobs)} jobs, {slots} at a time, each starting once what it needs is done")
+    t0 = _step(f"2/3 {ROBUST_SPLIT}'s robustness variants, the board's splits, then training, running (eval, test "
+               f"and its variants) and submitting every model: {len(jobs)} jobs, {slots} at a time, each starting "
+               "once what it needs is done")
     busy: dict[str, float] = {}
     run_jobs(jobs, slots=slots, env=env, on_done=lambda job, seconds: busy.update(
         {job.kind: busy.get(job.kind, 0.0) + seconds}))
@@ -153,7 +146,7 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-JOB_KINDS = ("train", "run", "submit")
+JOB_KINDS = ("data", "train", "run", "submit")
 
 
 def _jobs(workdir: Path, data: Path, db: Path, runnable: list, device: str) -> list:
@@ -163,7 +156,22 @@ def _jobs(workdir: Path, data: Path, db: Path, runnable: list, device: str) -> l
     from baselines.checkpoint import META
     from benchmark.jobs import Job
 
+    from benchmark.data.robust import missing_variants
+
     ckpts, logs = workdir / "checkpoints", workdir / "logs"
+    prep: list[Job] = []   # the variants (made once, not by each `run --robust`), the board's splits
+    variants = missing_variants(data, ROBUST_SPLIT)
+    if variants:
+        prep.append(Job("data variants", ["data", "robust", "--data", str(data), "--split", ROBUST_SPLIT,
+                                          *(a for v in variants for a in ("--variant", v)), "--workers", "1",
+                                          "--quiet", "--json"],
+                        logs / "data-variants.log", on_done=_prepared, kind="data"))
+    made = tuple(j.name for j in prep)
+    for split in SPLITS:
+        robust = ["--robust", "--quiet"] if split == ROBUST_SPLIT else []
+        prep.append(Job(f"data split-{split}", ["split", "add", "--data", str(data), "--split", split, "--db", str(db),
+                                                "--update", *robust], logs / f"data-split-{split}.log",
+                        after=made if split == ROBUST_SPLIT else (), on_done=_prepared, kind="data"))
     trained = {e.name for e in runnable if e.needs == "training"
                and ((ckpts / e.name / META).is_file() or (ckpts / e.name / "config.json").is_file())}
     train: list[Job] = []
@@ -193,15 +201,17 @@ def _jobs(workdir: Path, data: Path, db: Path, runnable: list, device: str) -> l
             run.append(Job(f"run {e.name} {split}", ["run", e.name, "--data", str(data), "--split", split,
                                                  "--out", str(out), "--device", device, "--json", "--quiet", *extra,
                                                  *(["--robust"] if robust else [])],
-                           logs / f"run-{e.name}-{split}.log", after=tuple({f"train {e.name}"} & waits),
+                           logs / f"run-{e.name}-{split}.log",
+                           after=tuple({f"train {e.name}"} & waits) + (made if robust else ()),
                            on_done=_ran, kind="run"))
             skip = ["--robust", "--skip-on-variants", METEOR] if robust else ["--skip", METEOR]
             submit.append(Job(f"submit {e.name} {split}", ["submit", str(out), "--data", str(data), "--split", split,
                                                            "--db", str(db), "--name", e.name, "--baseline", "--json",
                                                            *skip],
-                              logs / f"submit-{e.name}-{split}.log", after=(f"run {e.name} {split}",),
+                              logs / f"submit-{e.name}-{split}.log",
+                              after=(f"run {e.name} {split}", f"data split-{split}"),
                               on_done=_submitted, kind="submit"))
-    return train + run + submit
+    return prep + train + run + submit
 
 
 # rough seconds at the default size on a 2-core machine, two jobs at a time (test with its
@@ -220,6 +230,10 @@ def _say(job, seconds: float, what: str) -> None:
     """One line per finished job: verb, model, split, seconds, what it gave."""
     kind, name, split = (job.name.split(" ") + [""])[:3]
     print(f"   {kind:<7}{name:<20} {split:<5} {seconds:6.1f} s  {what}", flush=True)
+
+
+def _prepared(job, seconds: float) -> None:
+    _say(job, seconds, "done")
 
 
 def _trained(job, seconds: float) -> None:

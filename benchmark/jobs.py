@@ -65,11 +65,11 @@ def run_jobs(jobs: list[Job], *, slots: int, env: dict[str, str] | None = None, 
             for j in ready[:max(0, slots - len(running))]:
                 pending.remove(j)
                 j.log.parent.mkdir(parents=True, exist_ok=True)
-                j.proc = _context().Process(target=_job_main, args=(j.argv, str(j.output), str(j.log),
-                                                                    dict(os.environ if env is None else env)),
-                                            name=f"mmtt {j.name}")
-                j.proc.start()
-                j.started = time.perf_counter()
+                proc = _context().Process(target=_job_main, args=(j.argv, str(j.output), str(j.log),
+                                                                  dict(os.environ if env is None else env)),
+                                          name=f"mmtt {j.name}")
+                proc.start()
+                j.proc, j.started = proc, time.perf_counter()
                 running.append(j)
             if not running:
                 raise BenchmarkError(f"jobs {[j.name for j in pending]} wait for each other")
@@ -105,6 +105,15 @@ def run_jobs(jobs: list[Job], *, slots: int, env: dict[str, str] | None = None, 
 # import that takes seconds (torch and scikit-learn ~2.4 s each here)
 PRELOAD = ["torch", "transformers", "sklearn.feature_extraction.text", "benchmark.cli", "benchmark.harness.run",
            "benchmark.scoring.score", "benchmark.store.submission", "baselines.catalog"]
+
+
+def start_job_server() -> None:
+    """Start the server jobs are forked from now, so that its imports overlap other work."""
+    ctx = _context()
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 def _context():

@@ -119,6 +119,17 @@ def test_box_is_the_window_mean_with_reflected_edges(k: int) -> None:
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=1e-4)
 
 
+def test_colour_histograms_are_the_mean_of_one_hot_bins() -> None:
+    from baselines.captioners.features import BINS, colour_histograms
+
+    x = torch.rand(3, 3, 37, 29, generator=torch.Generator().manual_seed(0))
+    x[0, 0, :4] = 1.0        # the top edge falls in the last bin
+    x[1, 2, :, :3] = 0.0
+    idx = (x * BINS).long().clamp(max=BINS - 1)
+    want = torch.nn.functional.one_hot(idx, BINS).float().mean(dim=(2, 3)).flatten(1)
+    assert torch.equal(colour_histograms(x), want)   # integer counts over the same pixel count
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("baselines") / "data"
