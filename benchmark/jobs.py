@@ -107,15 +107,6 @@ PRELOAD = ["torch", "transformers", "sklearn.feature_extraction.text", "benchmar
            "benchmark.scoring.score", "benchmark.store.submission", "baselines.catalog"]
 
 
-def start_job_server() -> None:
-    """Start the server jobs are forked from now, so that its imports overlap other work."""
-    ctx = _context()
-    if ctx.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
-
-
 def _context():
     if "forkserver" not in multiprocessing.get_all_start_methods():   # not POSIX: a fresh interpreter per job
         return multiprocessing.get_context("spawn")
