@@ -153,9 +153,8 @@ def _jobs(workdir: Path, data: Path, db: Path, runnable: list, device: str) -> l
     test with its variants -> submit each run. Listed longest first, which is the order a free
     slot takes the jobs that are ready; no stage waits for another stage's slowest job."""
     from baselines.checkpoint import META
-    from benchmark.jobs import Job
-
     from benchmark.data.robust import missing_variants
+    from benchmark.jobs import Job
 
     ckpts, logs = workdir / "checkpoints", workdir / "logs"
     prep: list[Job] = []   # the variants (made once, not by each `run --robust`), the board's splits
@@ -171,10 +170,10 @@ def _jobs(workdir: Path, data: Path, db: Path, runnable: list, device: str) -> l
         prep.append(Job(f"data split-{split}", ["split", "add", "--data", str(data), "--split", split, "--db", str(db),
                                                 "--update", *robust], logs / f"data-split-{split}.log",
                         after=made if split == ROBUST_SPLIT else (), on_done=_prepared, kind="data"))
-    trained = {e.name for e in runnable if e.needs == "training"
-               and ((ckpts / e.name / META).is_file() or (ckpts / e.name / "config.json").is_file())}
-    train: list[Job] = []
     learners = [e for e in runnable if e.needs == "training"]
+    trained = {e.name for e in learners
+               if (ckpts / e.name / META).is_file() or (ckpts / e.name / "config.json").is_file()}
+    train: list[Job] = []
 
     def chain(e) -> float:   # its training and the longest chain of trainings waiting for it
         return TRAIN_COST.get(e.name, 0) + max((chain(d) for d in learners if e.name in d.uses), default=0)

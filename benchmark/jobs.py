@@ -108,8 +108,7 @@ PRELOAD = ["torch", "transformers", "sklearn.feature_extraction.text", "benchmar
 
 
 def _context():
-    if "forkserver" not in multiprocessing.get_all_start_methods():   # not POSIX: a fresh interpreter per job
-        return multiprocessing.get_context("spawn")
+    """The forkserver (POSIX, as the sessions and process-group kills here already are)."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
     return ctx
