@@ -54,3 +54,33 @@ def test_a_failure_stops_the_jobs_still_running(tmp_path: Path) -> None:
         run_jobs([slow, bad], slots=2)
     assert time.perf_counter() - t0 < 60   # the 5,000-item generation was stopped, not waited for
     assert slow.proc is not None and slow.proc.exitcode is not None and slow.proc.exitcode != 0
+
+
+def _report_process_setup(output: str, log: str) -> None:
+    from benchmark.jobs import enter_job
+
+    enter_job(output, log, {"OMP_NUM_THREADS": "1", "MMTT_PROBE": "yes"})
+    import multiprocessing
+    import os
+
+    import torch
+
+    print(multiprocessing.get_start_method(), torch.get_num_threads(), os.environ.get("MMTT_PROBE"),
+          os.getsid(0) == os.getpid(), flush=True)
+
+
+def test_a_job_process_is_set_up_as_a_command_line_one(tmp_path: Path) -> None:
+    """Forked from the server, a job still gets the platform's start method for the processes it
+    starts (a DataLoader worker through a forkserver of its own costs seconds), its environment,
+    thread count and session."""
+    import multiprocessing
+
+    from benchmark.jobs import _context
+
+    out = tmp_path / "probe.out"
+    proc = _context().Process(target=_report_process_setup, args=(str(out), str(tmp_path / "probe.log")))
+    proc.start()
+    proc.join(timeout=120)
+    assert proc.exitcode == 0, (tmp_path / "probe.log").read_text()
+    default = multiprocessing.get_context().get_start_method()
+    assert out.read_text().split() == [default, "1", "yes", "True"]
