@@ -29,7 +29,7 @@ from benchmark.store.board import Board
 from benchmark.store.models import IN_PROGRESS, Entry, Evaluation, Score, Setting, Submission
 from benchmark.store.tokens import new_token, setting_key
 from tests.conftest import write_submission
-from tests.service_fixtures import REPO, Postgres, Redis, Service, postgres, redis_server  # noqa: F401
+from tests.service_fixtures import REPO, Postgres, Redis, Service, free_port, postgres, redis_server  # noqa: F401
 
 FAST_ENV = {"MMTT_LEASE_S": "4", "MMTT_VISIBILITY_S": "8", "MMTT_REQUEUE_AFTER_S": "30", "MMTT_DB_TIMEOUT": "120",
             "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -358,3 +358,47 @@ def test_migrations_run_on_postgresql_and_match_the_models(postgres) -> None:
         assert _diff(database) == []
     finally:
         database.dispose()
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads a process's children from /proc")
+def test_serve_killed_outright_leaves_no_worker_behind(mini, tmp_path) -> None:
+    """`mmtt serve` SIGKILLed (no chance to stop its workers) and a worker whose parent died before
+    it was ready: each worker stops by itself."""
+    data, _ = mini
+    db, port = tmp_path / "board.sqlite", free_port()
+    log = open(tmp_path / "serve.log", "wb")
+    serve = subprocess.Popen([sys.executable, "-m", "benchmark", "serve", "--db", str(db), "--data", str(data),
+                              "--port", str(port), "--no-meteor"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                             env={**os.environ, **FAST_ENV})
+    try:
+        deadline, workers = time.monotonic() + 90, []
+        while not workers and time.monotonic() < deadline:
+            children = Path(f"/proc/{serve.pid}/task/{serve.pid}/children")
+            workers = [int(p) for p in children.read_text().split()] if children.exists() else []
+            time.sleep(0.2)
+        assert workers, (tmp_path / "serve.log").read_text()[-2000:]
+        time.sleep(8)   # the worker is up and waiting for jobs
+        serve.kill()
+        serve.wait()
+        deadline = time.monotonic() + 60
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(_alive(w) for w in workers), (tmp_path / "serve.log").read_text()[-2000:]
+        assert "the process that started this worker has ended" in (tmp_path / "serve.log").read_text()
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+    # a worker told of a parent it does not have (that parent died before it got going) stops too
+    orphan = subprocess.run([sys.executable, "-m", "benchmark", "worker", "--db", str(db), "--data", str(data),
+                             "--parent", str(serve.pid)], cwd=REPO, capture_output=True, timeout=120,
+                            env={**os.environ, **FAST_ENV})
+    assert orphan.returncode in (0, -signal.SIGTERM), orphan.stderr.decode()[-2000:]

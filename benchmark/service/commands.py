@@ -29,25 +29,34 @@ def _print_json(obj: object) -> None:
 
 
 def worker_command(settings, *, loglevel: str = "WARNING") -> list[str]:
-    """The command line of one local worker for `settings` (what `mmtt serve` starts N times)."""
+    """The command line of one local worker for `settings` (what `mmtt serve` starts N times; each
+    stops when `serve` is gone, however it ended)."""
     cmd = [sys.executable, "-m", "benchmark", "worker", "--db", settings.db, "--broker", settings.broker,
-           "--data", str(settings.data), "--loglevel", loglevel]
+           "--data", str(settings.data), "--loglevel", loglevel, "--parent", str(os.getpid())]
     if settings.files:
         cmd += ["--files", str(settings.files)]
     return cmd
 
 
 def _stop_all(procs: list[subprocess.Popen]) -> None:
-    """SIGTERM (a worker finishes its job, then exits), then SIGKILL after the grace period."""
+    """SIGTERM (a worker finishes its job, then exits), then SIGKILL after the grace period, or at
+    once on a second Ctrl-C / SIGTERM meanwhile."""
+    def now(signum, frame):
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, now)
     for proc in procs:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_S
-    for proc in procs:
-        try:
+    try:
+        for proc in procs:
             proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
             proc.wait()
 
 
@@ -78,7 +87,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from benchmark.service.settings import settings_from_args
     from benchmark.service.worker import run_worker
 
-    return run_worker(settings_from_args(args, need_data=True), loglevel=args.loglevel)
+    return run_worker(settings_from_args(args, need_data=True), loglevel=args.loglevel, parent=args.parent)
 
 
 def cmd_remote_submit(args: argparse.Namespace) -> int:
@@ -148,6 +157,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="one more scoring worker for the submission API (any machine)")
     _service_args(p)
     add_score_arguments(p, protocol=False, method=False)   # the method options are each submission's own
+    p.add_argument("--parent", type=int, metavar="PID",
+                   help="stop (after the current job) once process PID, which started this worker, has ended "
+                        "(`mmtt serve` passes its own)")
     p.set_defaults(func=cmd_worker)
 
     remote = sub.add_parser("remote", help="talk to a remote submission API")

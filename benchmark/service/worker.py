@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 from dataclasses import dataclass, replace
@@ -110,8 +111,22 @@ def sweep_forever(stop: threading.Event, every_s: float) -> None:
             log.warning("sweep failed: %s", exc)
 
 
-def run_worker(settings: ServiceSettings, *, loglevel: str = "WARNING") -> int:
-    """Run one worker process until it is stopped (SIGTERM / Ctrl-C finish the current job first)."""
+def _stop_when_orphaned(parent: int, stop: threading.Event, every_s: float = 1.0) -> None:
+    """SIGTERM this worker (Celery's warm shutdown: the current job is finished) once `parent` is
+    no longer its parent: it has ended (even before this worker got here), which re-parents it."""
+    while True:
+        if os.getppid() != parent:
+            logging.getLogger(__name__).warning("the process that started this worker has ended: stopping")
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        if stop.wait(every_s):
+            return
+
+
+def run_worker(settings: ServiceSettings, *, loglevel: str = "WARNING", parent: int | None = None) -> int:
+    """Run one worker process until it is stopped (SIGTERM / Ctrl-C finish the current job first).
+    `parent`: the pid of the process that started it; stop so once it is gone (`mmtt serve`'s
+    workers: a serve killed outright must not leave them scoring)."""
     from benchmark.service.queue import QUEUE, configure
     from benchmark.store.submission import lease_s
 
@@ -122,6 +137,9 @@ def run_worker(settings: ServiceSettings, *, loglevel: str = "WARNING") -> int:
     sweeper = threading.Thread(target=sweep_forever, args=(stop, max(1.0, lease_s() / 2)), name="sweeper",
                                daemon=True)
     sweeper.start()
+    if parent is not None:
+        threading.Thread(target=_stop_when_orphaned, args=(parent, stop), name="parent-watch",
+                         daemon=True).start()
     try:
         app.worker_main(["worker", "--pool=solo", "--concurrency=1", f"--loglevel={loglevel}", "-Q", QUEUE,
                          "-n", f"mmtt-{os.getpid()}@{socket.gethostname()}",
