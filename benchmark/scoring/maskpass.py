@@ -56,7 +56,7 @@ class MaskPass:
 class _Job:
     truth: TruthCache
     ids: Sequence[str]
-    files: Sequence[Path | None]
+    files: Sequence[str | Path | None]
     labels: Sequence[str] | None
     strict: bool
 
@@ -102,7 +102,7 @@ def _one(job: _Job, i: int):
 USUAL_SIZE_SAMPLE = 33
 
 
-def _usual_size(files: Sequence[Path | None]) -> tuple[int, int] | None:
+def _usual_size(files: Sequence[str | Path | None]) -> tuple[int, int] | None:
     """The (h, w) of most masks, from the headers of a sample spread over the whole list; None
     when no size is a clear majority (then no table is built for all images: a size that only
     some masks have is cheaper per image). A bad file here is left to its worker to report."""
@@ -113,7 +113,7 @@ def _usual_size(files: Sequence[Path | None]) -> tuple[int, int] | None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(read_file(path, label=path.name, max_bytes=MAX_MASK_BYTES))) as im:
+                with Image.open(io.BytesIO(read_file(path, label=os.path.basename(path), max_bytes=MAX_MASK_BYTES))) as im:
                     if im.size[0] * im.size[1] <= MAX_MASK_PIXELS:
                         hw = (im.size[1], im.size[0])
                         seen[hw] = seen.get(hw, 0) + 1
@@ -200,7 +200,7 @@ def _executor(workers: int) -> Executor:
 def run_mask_pass(
     truth: TruthCache,
     ids: Sequence[str],
-    files: Sequence[Path | None],
+    files: Sequence[str | Path | None],
     *,
     strict: bool,
     labels: Sequence[str] | None = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -215,10 +216,13 @@ def _score_warm(sub: Submission, split: Split, protocol: Protocol, options: Scor
                 captions.append(p.caption)
 
     # ---- masks: where each one is
-    files: list[Path | None] | None = None
+    files: list[str | Path | None] | None = None
     labels: list[str] = []
     if "localization" in tasks:
         files = []
+        # default places as strings (os.path.join is pathlib's join, ~10x cheaper: 21,679 of them)
+        folder = os.fspath(sub.masks_dir if sub.masks_dir is not None else sub.root / "masks")
+        shown = sub.masks_dir.name if sub.masks_dir is not None else "masks"
         for i in ids:
             p = preds.get(i)
             if p is None:
@@ -227,13 +231,10 @@ def _score_warm(sub: Submission, split: Split, protocol: Protocol, options: Scor
             elif p.mask is not None:
                 files.append(sub.resolve_mask(p.mask)[0])
                 labels.append(p.mask)
-            elif sub.masks_dir is not None:
-                rel = split.by_id[i].pred_mask_path
-                files.append(sub.masks_dir / rel)
-                labels.append(f"{sub.masks_dir.name}/{rel}")
             else:
-                files.append(sub.root / "masks" / split.by_id[i].pred_mask_path)
-                labels.append(f"masks/{split.by_id[i].pred_mask_path}")
+                rel = split.by_id[i].pred_mask_path
+                files.append(os.path.join(folder, rel))
+                labels.append(f"{shown}/{rel}")
 
     fatal = [p for p in problems if protocol.fatal(p.code)]
     # the mask pass (which reads every file) runs even when other problems are already known,
