@@ -263,3 +263,28 @@ def test_meteor_jar_started_early_is_used_and_killed_when_scoring_is_refused(ran
     with pytest.raises(SubmissionError):
         score_submission(bad, split, ScoreOptions(n_boot=20))
     assert len(started) == 2 and started[1].poll() == -signal.SIGKILL   # killed, not waited for
+
+
+def test_shared_work_is_computed_once_when_two_threads_ask():
+    """Scorers run on two threads (the explanation thread and, after the mask pass, the main one):
+    the n-gram pass they share is made once, the second asker waiting for it."""
+    import threading
+    import time
+
+    from benchmark.metrics.registry import Inputs
+
+    inputs = Inputs(ids=[], truth=None, strict=True)
+    calls: list[int] = []
+
+    def make():
+        calls.append(1)
+        time.sleep(0.2)
+        return object()
+
+    got: list[object] = []
+    threads = [threading.Thread(target=lambda: got.append(inputs.shared("text_pass", make))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(got) == 4 and all(g is got[0] for g in got)

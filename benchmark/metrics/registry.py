@@ -98,7 +98,8 @@ class Inputs:
     """What scorers read: the scored ids, their truth, the predictions, the protocol, options.
 
     `memo` holds work shared by several scorers (the PTB-tokenized captions, the n-gram pass),
-    computed by whichever runs first.
+    computed once by whichever asks first; scorers may run on two threads at once, so another
+    asking meanwhile waits for that result.
     """
 
     ids: list[str]
@@ -111,9 +112,15 @@ class Inputs:
     cancel: threading.Event = field(default_factory=threading.Event)  # set: stop early (scoring failed)
     warm: dict[str, Any] = field(default_factory=dict)  # scorer name -> what its `warm_up` started
 
+    _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
+    _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
     def shared(self, key: str, make: Callable[[], Any]) -> Any:
-        if key not in self.memo:
-            self.memo[key] = make()
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self.memo:
+                self.memo[key] = make()
         return self.memo[key]
 
 

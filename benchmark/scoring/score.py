@@ -12,6 +12,7 @@ import hashlib
 import math
 import os
 import sys
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -244,15 +245,16 @@ def _score_warm(sub: Submission, split: Split, protocol: Protocol, options: Scor
     chosen = [s for s in chosen if s.task in tasks]
     inputs = Inputs(ids=ids, truth=truth, strict=protocol.strict, captions=captions, options=options, warm=warm)
     # the explanation scorers (PTB tokenizer and METEOR run in Java) work beside the mask pass,
-    # in a thread started once the mask workers are forked; a fatal problem cancels them
-    beside = [s for s in chosen if s.task == "interpretation"] if truth is not None and not fatal else []
+    # in a thread started once the mask workers are forked; once the mask pass is done, this
+    # thread takes the ones still waiting (the clues while METEOR runs); a fatal problem cancels them
+    beside = _Queue([s for s in chosen if s.task == "interpretation"] if truth is not None and not fatal else [])
     outputs: dict[str, Scored] = {}
     with ThreadPoolExecutor(1, thread_name_prefix="mmtt-text") as pool:
         pending: list[Future] = []
 
         def start_text() -> None:
-            if beside and not pending:
-                pending.append(pool.submit(_run_scorers, beside, inputs, timings))
+            if beside.scorers and not pending:
+                pending.append(pool.submit(beside.run, inputs, timings))
 
         mask_pass = None
         try:
@@ -274,13 +276,14 @@ def _score_warm(sub: Submission, split: Split, protocol: Protocol, options: Scor
                                       problems=shown)
             start_text()
             if pending:
+                outputs.update(beside.run(inputs, timings))
                 outputs.update(pending[0].result())
         except BaseException:
             inputs.cancel.set()
             raise
     warnings = [str(p) for p in problems if not protocol.fatal(p.code)]
     inputs.masks = mask_pass
-    outputs.update(_run_scorers([s for s in chosen if s not in beside], inputs, timings))
+    outputs.update(_run_scorers([s for s in chosen if s not in beside.scorers], inputs, timings))
     result = _compute(split, inputs, chosen, outputs, tasks, protocol, options, timings)
     result.n_missing = len(missing)
     result.warnings = warnings
@@ -299,6 +302,24 @@ def _submission_hash(sub: Submission, ids: list[str], mask_pass) -> str:
     return "sha256:" + h.hexdigest()
 
 
+
+
+class _Queue:
+    """Scorers taken one at a time, in order, by whichever thread is free."""
+
+    def __init__(self, scorers: list[registry.Scorer]) -> None:
+        self.scorers = scorers
+        self._left = list(reversed(scorers))
+        self._lock = threading.Lock()
+
+    def run(self, inputs: Inputs, timings: dict[str, float]) -> dict[str, Scored]:
+        out = {}
+        while True:
+            with self._lock:
+                if not self._left:
+                    return out
+                scorer = self._left.pop()
+            out.update(_run_scorers([scorer], inputs, timings))
 
 
 def _run_scorers(scorers: list[registry.Scorer], inputs: Inputs, timings: dict[str, float]) -> dict[str, Scored]:
