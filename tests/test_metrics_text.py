@@ -169,6 +169,24 @@ def test_tokenizer_never_writes_into_site_packages(monkeypatch, tmp_path):
     assert len(used) == 1 and package_dir not in used[0].parents and not used[0].exists()
 
 
+def test_tokenizer_started_early_and_dropped_leaves_nothing(tmp_path, monkeypatch):
+    """The scorer starts the Java tokenizer as soon as the captions are read; a scoring that
+    fails before collecting it leaves no process and no file behind."""
+    import gc
+
+    monkeypatch.setattr(ptb.tempfile, "tempdir", str(tmp_path))
+    started = ptb.PTBRun(["The nose is blurry."] * 20000)
+    pid = started._proc.pid
+    assert list(tmp_path.iterdir())
+    del started
+    gc.collect()
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)   # killed and reaped
+    again = ptb.PTBRun(["The Nose, blurry!", "x"])
+    assert again.result() == ["the nose blurry", "x"] and again.result() is again.result()
+
+
 # -------------------------------------------------------------------- BLEU, ROUGE-L, CIDEr-D
 @pytest.mark.parametrize("name", ["single", "multi"])
 def test_scores_equal_pycocoevalcap(corpus, name):

@@ -20,10 +20,11 @@ import importlib.util
 import re
 import subprocess
 import tempfile
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["PUNCTUATIONS", "ptb_tokenize_lines", "tokenize"]
+__all__ = ["PUNCTUATIONS", "PTBRun", "ptb_tokenize_lines", "tokenize"]
 
 # The punctuation tokens pycocoevalcap removes after tokenization (same list, same order).
 PUNCTUATIONS = ("''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-",
@@ -57,32 +58,60 @@ def one_line(text: str) -> str:
 
 def ptb_tokenize_lines(sentences: Sequence[str]) -> list[str]:
     """Tokenize each sentence as pycocoevalcap does; returns one string of tokens per sentence."""
-    sentences = list(sentences)
-    if not sentences:
-        return []
-    for s in sentences:
-        if not isinstance(s, str):
-            raise TypeError(f"captions must be str, got {type(s).__name__}")
-    text = "\n".join(one_line(s) for s in sentences)
-    with tempfile.TemporaryDirectory(prefix="mmtt-ptb-") as tmp:
-        path = Path(tmp) / "captions.txt"
-        path.write_bytes(text.encode("utf-8", errors="replace"))
+    return PTBRun(sentences).result()
+
+
+class PTBRun:
+    """One PTBTokenizer process over a list of sentences, started now, its tokens collected by
+    `result()` (so that the JVM works while the caller does something else). Its output goes to a
+    file, not a pipe, so it never waits to be read; the process and its files go with the object."""
+
+    def __init__(self, sentences: Sequence[str]) -> None:
+        sentences = list(sentences)
+        for s in sentences:
+            if not isinstance(s, str):
+                raise TypeError(f"captions must be str, got {type(s).__name__}")
+        self.n = len(sentences)
+        self._tokens: list[str] | None = [] if not sentences else None
+        if not sentences:
+            return
+        self._tmp = tempfile.TemporaryDirectory(prefix="mmtt-ptb-")
+        tmp = Path(self._tmp.name)
+        path = tmp / "captions.txt"
+        path.write_bytes("\n".join(one_line(s) for s in sentences).encode("utf-8", errors="replace"))
         # C1 compiler only: this JVM lives ~1 s, so C2's compiling costs more CPU than it saves
         # (measured: half the CPU seconds on 21,679 captions, the same output)
         cmd = ["java", "-XX:TieredStopAtLevel=1", "-cp", str(_jar_path()), "edu.stanford.nlp.process.PTBTokenizer",
                "-preserveLines", "-lowerCase", "-encoding", "utf-8", str(path)]
-        try:
-            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, check=False)
-        except FileNotFoundError as exc:
-            raise RuntimeError("Java is required for PTB tokenization but `java` was not found") from exc
-    if proc.returncode != 0:
-        tail = proc.stderr.decode("utf-8", errors="replace")[-2000:]
-        raise RuntimeError(f"PTBTokenizer failed (exit {proc.returncode}): {tail}")
-    lines = proc.stdout.decode("utf-8", errors="replace").split("\n")
-    if len(lines) != len(sentences):
-        raise RuntimeError(f"PTBTokenizer returned {len(lines)} lines for {len(sentences)} captions")
-    return [" ".join(w for w in line.rstrip().split(" ") if w not in _PUNCT) for line in lines]
+        self._out, self._err = tmp / "tokens.txt", tmp / "stderr.txt"
+        with open(self._out, "wb") as out, open(self._err, "wb") as err:
+            try:
+                self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+            except FileNotFoundError as exc:
+                self._tmp.cleanup()
+                raise RuntimeError("Java is required for PTB tokenization but `java` was not found") from exc
+        weakref.finalize(self, _stop, self._proc, self._tmp)
+
+    def result(self) -> list[str]:
+        """The tokens of each sentence (waits for the process; computed once)."""
+        if self._tokens is None:
+            code = self._proc.wait()
+            if code != 0:
+                tail = self._err.read_bytes().decode("utf-8", errors="replace")[-2000:]
+                raise RuntimeError(f"PTBTokenizer failed (exit {code}): {tail}")
+            lines = self._out.read_bytes().decode("utf-8", errors="replace").split("\n")
+            if len(lines) != self.n:
+                raise RuntimeError(f"PTBTokenizer returned {len(lines)} lines for {self.n} captions")
+            self._tokens = [" ".join(w for w in line.rstrip().split(" ") if w not in _PUNCT) for line in lines]
+            self._tmp.cleanup()
+        return self._tokens
+
+
+def _stop(proc: subprocess.Popen, tmp: tempfile.TemporaryDirectory) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    tmp.cleanup()
 
 
 def tokenize(captions: Mapping[str, str | Sequence[str]]) -> dict[str, list[str]]:

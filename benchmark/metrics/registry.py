@@ -144,6 +144,12 @@ class Scorer(ABC):
         runs. What it yields reaches `score` as `inputs.warm[self.name]`. Default: nothing."""
         return nullcontext()
 
+    def start(self, inputs: Inputs) -> None:
+        """Called on the main thread once the predictions are read (`inputs.truth` not loaded
+        yet), before the mask pass forks its workers: start work in another process (a Java
+        tokenizer) that `score` collects, so that it runs while the truth loads. Threads must not
+        be started here. Default: nothing."""
+
     @abstractmethod
     def score(self, inputs: Inputs) -> Scored:
         ...

@@ -37,7 +37,7 @@ from typing import IO, Literal
 
 import numpy as np
 
-from benchmark.metrics.ptb import ptb_tokenize_lines, pycocoevalcap_file, tokenize
+from benchmark.metrics.ptb import PTBRun, ptb_tokenize_lines, pycocoevalcap_file, tokenize
 
 __all__ = [
     "BLEU_STAT_COLUMNS", "TEXT_METRICS_VERSION", "TextReference", "TextScores", "bleu_from_stats",
@@ -618,13 +618,18 @@ def _read_line(proc: subprocess.Popen) -> str:
 from benchmark.metrics.registry import Inputs, Metric, Scored, Scorer, Statistic, mean_statistic, register  # noqa: E402
 
 
+def _ptb_run(inputs: Inputs) -> PTBRun:
+    """The Java tokenizer over the captions, started once for all the text scorers."""
+    return inputs.shared("ptb", lambda: PTBRun(inputs.captions))
+
+
 def _text_pass(inputs: Inputs) -> tuple[TextReference, np.ndarray, list[str], tuple]:
     """(reference, image rows, PTB-tokenized captions, (BLEU stats, CIDEr-D, ROUGE-L)), shared by
     the BLEU, ROUGE-L, CIDEr and METEOR scorers: one Java call and one n-gram pass for all."""
     def make():
         reference = inputs.truth.text_reference()
         img = np.array([reference._index[k] for k in inputs.ids], dtype=np.int64)
-        hyps = ptb_tokenize_lines(list(inputs.captions))
+        hyps = _ptb_run(inputs).result()
         arrays = _score_arrays(reference, img, hyps, "all" if inputs.strict else "scored")
         return reference, img, hyps, arrays
     return inputs.shared("text_pass", make)
@@ -634,9 +639,17 @@ def _bleu_fn(order: int):
     return lambda sums: bleu_from_totals(sums)[..., order - 1]
 
 
-class BleuScorer(Scorer):
-    name = "bleu"
+class _TextScorer(Scorer):
+    """A scorer of PTB-tokenized explanations: the tokenizer starts as soon as they are read."""
+
     task = "interpretation"
+
+    def start(self, inputs: Inputs) -> None:
+        _ptb_run(inputs)
+
+
+class BleuScorer(_TextScorer):
+    name = "bleu"
     official = True
     help = "corpus BLEU-1..4 (pycocoevalcap Bleu(4), closest reference length)"
     metrics = tuple(Metric(f"bleu_{k}", f"BLEU-{k}", f"corpus BLEU-{k} of the explanations (pycocoevalcap)",
@@ -658,9 +671,8 @@ class BleuScorer(Scorer):
         return Statistic(np.asarray(stats, dtype=np.float64), _bleu_fn(int(key.rsplit("_", 1)[1])))
 
 
-class RougeScorer(Scorer):
+class RougeScorer(_TextScorer):
     name = "rouge"
-    task = "interpretation"
     official = True
     help = "ROUGE-L (pycocoevalcap Rouge: LCS F-measure, beta 1.2)"
     metrics = (Metric("rouge_l", "ROUGE-L", "ROUGE-L of the explanations (COCO, LCS F-measure with beta 1.2), "
@@ -672,9 +684,8 @@ class RougeScorer(Scorer):
                       stats={"rouge_l": mean_statistic(rouge)})
 
 
-class CiderScorer(Scorer):
+class CiderScorer(_TextScorer):
     name = "cider"
-    task = "interpretation"
     official = True
     help = "CIDEr-D (pycocoevalcap Cider)"
     metrics = (Metric("cider", "CIDEr", "CIDEr-D of the explanations, IDF from the scored references (strict: the "
@@ -687,9 +698,8 @@ class CiderScorer(Scorer):
                       stats={"cider": mean_statistic(cider)})
 
 
-class MeteorScorer(Scorer):
+class MeteorScorer(_TextScorer):
     name = "meteor"
-    task = "interpretation"
     help = "METEOR 1.5 (pycocoevalcap's jar; Java, the slowest metric)"
     metrics = (Metric("meteor", "METEOR", "METEOR 1.5 of the explanations (the jar's aggregate; intervals and "
                       "breakdowns use the mean of its segment scores)", "text", "mean", headline=True, brief=True,

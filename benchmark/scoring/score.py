@@ -238,12 +238,15 @@ def _score_warm(sub: Submission, split: Split, protocol: Protocol, options: Scor
                 labels.append(f"{shown}/{rel}")
 
     fatal = [p for p in problems if protocol.fatal(p.code)]
+    chosen = [s for s in chosen if s.task in tasks]
+    inputs = Inputs(ids=ids, truth=None, strict=protocol.strict, captions=captions, options=options, warm=warm)
+    if ids and not fatal:
+        for scorer in chosen:
+            scorer.start(inputs)   # a Java tokenizer works while the truth loads
     # the mask pass (which reads every file) runs even when other problems are already known,
     # so that a researcher sees every problem at once — unless the ids themselves are unusable
     with _stage(timings, "truth (cache load or build)"):
-        truth = TruthCache(split, options.cache_dir, progress=options.progress) if ids else None
-    chosen = [s for s in chosen if s.task in tasks]
-    inputs = Inputs(ids=ids, truth=truth, strict=protocol.strict, captions=captions, options=options, warm=warm)
+        truth = inputs.truth = TruthCache(split, options.cache_dir, progress=options.progress) if ids else None
     # the explanation scorers (PTB tokenizer and METEOR run in Java) work beside the mask pass,
     # in a thread started once the mask workers are forked; once the mask pass is done, this
     # thread takes the ones still waiting (the clues while METEOR runs); a fatal problem cancels them
