@@ -103,7 +103,7 @@ class Inputs:
     """
 
     ids: list[str]
-    truth: Any                              # benchmark.scoring.truth.TruthCache
+    truth: Any                              # benchmark.scoring.truth.TruthCache (None during `start`)
     strict: bool
     masks: Any = None                       # benchmark.scoring.maskpass.MaskPass, if localization
     captions: list[str] | None = None       # aligned with ids, if interpretation

@@ -46,11 +46,11 @@ def _stop_all(procs: list[subprocess.Popen]) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, now)
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
     try:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
         for proc in procs:
             proc.wait(max(0.1, deadline - time.monotonic()))
     except (subprocess.TimeoutExpired, KeyboardInterrupt):
