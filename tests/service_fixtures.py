@@ -226,5 +226,13 @@ class Service:
                     proc.kill()
                     proc.wait()
 
+    def run_page(self, at, timeout: float | None = None) -> None:
+        """Click a Streamlit page's first button and run the page against this service; a page
+        that times out (following a job that never ends) fails with what the service logged."""
+        try:
+            at.button[0].click().run(timeout=timeout)
+        except RuntimeError as exc:
+            raise AssertionError(f"{exc}\n{self.log_tail()}") from None
+
     def log_tail(self, n: int = 3000) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-n:]}" for p in sorted(self.logs.glob("*.log")))

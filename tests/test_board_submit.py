@@ -67,7 +67,7 @@ def submit_page(world: BoardWorld, api: Service, monkeypatch, *, token: str, nam
     at.text_input(key="submit_token").set_value(token)
     at.text_input(key="submit_name").set_value(name)
     at.file_uploader(key="submit_file").upload(filename, payload, "application/zip")
-    at.button[0].click().run(timeout=PAGE_TIMEOUT_S)
+    api.run_page(at, timeout=PAGE_TIMEOUT_S)
     assert not at.exception, [e.value for e in at.exception]
     return at
 

@@ -271,6 +271,37 @@ def test_queued_jobs_survive_broker_and_database_restarts(backend, service, arch
     exactly_once(service, ids)
 
 
+
+def test_a_job_the_broker_refused_is_sent_by_the_next_sweep(backend, service, archives, request) -> None:
+    """The broker cannot take the job when the API sends it (Redis stopped; the SQLite broker's
+    file locked by another writer for longer than a send waits): the API still answers 202, says
+    so in its log, and the workers' next sweep sends it — not the stuck-row rule, 10 minutes later."""
+    import sqlite3
+
+    name = backend[0]
+    tokens = issue_tokens(service.db, service.files, ["lab"])
+    service.start_api()
+    if name == "servers":
+        request.node.redis.stop()
+        lock = None
+    else:
+        lock = sqlite3.connect(service.broker.removeprefix("sqla+sqlite:///"), isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+    try:
+        answer = submit_archive(service.url, tokens["lab"], archives[0], name="refused")
+        assert answer["status"] == "queued", answer
+        assert "could not be sent to the queue" in (service.logs / "api.log").read_text(), service.log_tail()
+    finally:
+        if lock is not None:
+            lock.execute("ROLLBACK")
+            lock.close()
+    if name == "servers":
+        request.node.redis.start()
+    service.start_worker(env={"MMTT_REQUEUE_AFTER_S": "600"})   # the stuck-row rule's default
+    wait_settled(service, timeout=120)                           # the sweep runs every 2 s here
+    exactly_once(service, [answer["submission_id"]])
+    assert "re-queued" in service.log_tail()
+
 def test_interrupted_upload_writes_nothing_and_bad_requests_are_refused(service, archives) -> None:
     tokens = issue_tokens(service.db, service.files, ["lab"])
     service.start_api()

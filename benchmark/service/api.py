@@ -7,7 +7,7 @@ Intake, in this order, so that a refusal writes nothing and an acknowledgement l
 3. the store's `enqueue`: the files are kept by content hash, then the rules (daily limit, entry
    owned by the team) are checked and the `received` row written in one serialized transaction;
 4. the job is sent to the queue and `202` answered with the submission id.
-A job lost between 3 and 4 (broker down) is sent again by the workers' sweep.
+A job the broker cannot take at 4 (down, busy) is marked, and the workers' next sweep sends it.
 The public side never serves per-sample scores or breakdowns of a hidden split, nor private entries.
 """
 
@@ -120,7 +120,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                 raise HTTPException(422, "the uploaded file is empty")
             outcome = await run_in_threadpool(_enqueue, board, settings, path, name, split, team, allow_missing)
         if isinstance(outcome, int):
-            await run_in_threadpool(_send, outcome)
+            await run_in_threadpool(queue.send, board, outcome)
             status = await run_in_threadpool(lambda: read(lambda s: _status(s, outcome, team)))
             return JSONResponse(status, status_code=202, headers={"Location": f"/api/submissions/{outcome}"})
         return JSONResponse({**outcome.to_json(), "status": "scored"}, status_code=200)
@@ -180,13 +180,6 @@ def _enqueue(board: Board, settings: ServiceSettings, path: Path, name: str, spl
     return enqueue(board, request)
 
 
-def _send(submission_id: int) -> None:
-    from benchmark.service.queue import enqueue
-
-    try:
-        enqueue(submission_id)
-    except Exception:  # noqa: BLE001 - the row is queued in the store; the workers' sweep sends it again
-        pass
 
 
 def _status(session, submission_id: int, team: str) -> dict[str, Any]:

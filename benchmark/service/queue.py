@@ -15,15 +15,23 @@ re-deliver a message of a killed worker on its own; a broker that lost its data 
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from celery import Celery
 
+if TYPE_CHECKING:
+    from benchmark.store.board import Board
+
 TASK = "mmtt.score_submission"
 QUEUE = "mmtt-score"
+SQLITE_BUSY_S = 10.0           # the SQLite broker: how long a send waits for its lock (per try)
 DEFAULT_VISIBILITY_S = 300.0   # Redis: an unacknowledged message is delivered again after this ($MMTT_VISIBILITY_S)
 
 app = Celery("mmtt")
+log = logging.getLogger("mmtt.queue")
 
 
 def configure(broker: str) -> Celery:
@@ -39,17 +47,58 @@ def configure(broker: str) -> Celery:
         task_default_queue=QUEUE,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a restarting broker is waited for
-        # Redis only: the SQLAlchemy transport hands its options to create_engine
-        broker_transport_options={"visibility_timeout": visibility} if broker.startswith("redis") else {},
+        broker_transport_options=_transport_options(broker, visibility),
         task_publish_retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
         worker_hijack_root_logger=False,
     )
     return app
 
 
+def _transport_options(broker: str, visibility: float) -> dict:
+    """Redis: the redelivery delay. The SQLite broker: a send waits `SQLITE_BUSY_S` for the file's
+    lock (per try), in WAL mode so that the workers' polling never blocks a send (the SQLAlchemy
+    transport hands these options to create_engine)."""
+    if broker.startswith("redis"):
+        return {"visibility_timeout": visibility}
+    if broker.startswith("sqla+sqlite:///"):
+        _sqlite_wal(Path(broker[len("sqla+sqlite:///"):]))
+        return {"connect_args": {"timeout": SQLITE_BUSY_S}}
+    return {}
+
+
+def _sqlite_wal(path: Path) -> None:
+    """Put the broker file in WAL mode (a setting kept in the file; created if missing)."""
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path, timeout=SQLITE_BUSY_S)
+    try:
+        con.execute("PRAGMA journal_mode = WAL")
+    finally:
+        con.close()
+
+
 def enqueue(submission_id: int) -> None:
     """Send the job for `submission_id` (safe to send twice: the claim makes the second a no-op)."""
     score_task.apply_async((int(submission_id),), retry=True)
+
+
+def send(board: Board, submission_id: int) -> bool:
+    """Send the job of a queued row; when the broker cannot take it, log why and mark the row so
+    that the workers' next sweep sends it (False). Never raises for a broker fault."""
+    from benchmark.store.submission import mark_unsent
+
+    try:
+        enqueue(submission_id)
+        return True
+    except Exception as exc:  # noqa: BLE001 - any broker fault: the store keeps the row queued
+        log.warning("submission #%s: could not be sent to the queue (%s: %s); the next sweep sends it",
+                    submission_id, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+    try:
+        mark_unsent(board, submission_id)
+    except Exception as exc:  # noqa: BLE001 - the store is down too: the stuck-row rule still sends it
+        log.warning("submission #%s: could not be marked for re-sending (%s)", submission_id, exc)
+    return False
 
 
 @app.task(name=TASK, bind=True, max_retries=None)

@@ -96,7 +96,7 @@ def _release_quietly(release, board: Board, submission_id: int) -> None:
 
 def sweep_forever(stop: threading.Event, every_s: float) -> None:
     """Re-send abandoned or stranded rows every `every_s` seconds (a daemon thread per worker)."""
-    from benchmark.service.queue import enqueue
+    from benchmark.service.queue import send
     from benchmark.store.submission import requeue_abandoned
 
     stuck_after = float(os.environ.get("MMTT_REQUEUE_AFTER_S") or DEFAULT_REQUEUE_AFTER_S)
@@ -105,9 +105,9 @@ def sweep_forever(stop: threading.Event, every_s: float) -> None:
             continue
         try:
             for submission_id in requeue_abandoned(_runtime.board, stuck_after_s=stuck_after):
-                enqueue(submission_id)
-                log.warning("submission #%s re-queued", submission_id)
-        except Exception as exc:  # noqa: BLE001 - the store or broker is down: next round
+                if send(_runtime.board, submission_id):
+                    log.warning("submission #%s re-queued", submission_id)
+        except Exception as exc:  # noqa: BLE001 - the store is down: next round
             log.warning("sweep failed: %s", exc)
 
 

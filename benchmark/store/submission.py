@@ -29,7 +29,7 @@ import socket
 import tempfile
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -452,10 +452,24 @@ def release(board: Board, submission_id: int) -> None:
         .values(status="received", worker="")), "releasing a submission")
 
 
+# A queued row dated here is one whose job could not be sent (the broker was down or busy): it is
+# past any `stuck_after_s`, so the next sweep sends it, instead of after the stuck delay.
+UNSENT_AT = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+def mark_unsent(board: Board, submission_id: int) -> None:
+    """Have the next sweep send the job of a queued row whose sending failed."""
+    board.db.write(lambda s: s.execute(
+        update(Submission).where(Submission.id == submission_id, Submission.status == "received",
+                                 Submission.worker == "").values(updated_at=UNSENT_AT)),
+        "marking a submission for re-sending")
+
+
 def requeue_abandoned(board: Board, *, stuck_after_s: float) -> list[int]:
     """Rows a worker must (re)deliver: in progress but abandoned (handed back to the queue), and
-    queued rows untouched for `stuck_after_s` (a broker that lost its messages). Their
-    `updated_at` is renewed, so one sweep re-sends each once; claims make duplicates harmless."""
+    queued rows untouched for `stuck_after_s` (a broker that lost its messages) or whose sending
+    failed (`mark_unsent`). Their `updated_at` is renewed, so one sweep re-sends each once; claims
+    make duplicates harmless."""
     me = worker_id()
 
     def sweep(session: Session) -> list[int]:
