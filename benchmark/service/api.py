@@ -180,8 +180,6 @@ def _enqueue(board: Board, settings: ServiceSettings, path: Path, name: str, spl
     return enqueue(board, request)
 
 
-
-
 def _status(session, submission_id: int, team: str) -> dict[str, Any]:
     """What a team may know of its submission (another team's id is answered as unknown)."""
     from sqlalchemy import select
