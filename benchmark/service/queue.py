@@ -74,6 +74,8 @@ def _sqlite_wal(path: Path) -> None:
     con = sqlite3.connect(path, timeout=SQLITE_BUSY_S)
     try:
         con.execute("PRAGMA journal_mode = WAL")
+    except sqlite3.OperationalError as exc:   # held by another process all along: it works in the old mode
+        log.warning("broker %s: not switched to WAL (%s)", path, exc)
     finally:
         con.close()
 
