@@ -271,7 +271,6 @@ def test_queued_jobs_survive_broker_and_database_restarts(backend, service, arch
     exactly_once(service, ids)
 
 
-
 def test_a_job_the_broker_refused_is_sent_by_the_next_sweep(backend, service, archives, request) -> None:
     """The broker cannot take the job when the API sends it (Redis stopped; the SQLite broker's
     file locked by another writer for longer than a send waits): the API still answers 202, says
@@ -301,6 +300,7 @@ def test_a_job_the_broker_refused_is_sent_by_the_next_sweep(backend, service, ar
     wait_settled(service, timeout=120)                           # the sweep runs every 2 s here
     exactly_once(service, [answer["submission_id"]])
     assert "re-queued" in service.log_tail()
+
 
 def test_interrupted_upload_writes_nothing_and_bad_requests_are_refused(service, archives) -> None:
     tokens = issue_tokens(service.db, service.files, ["lab"])

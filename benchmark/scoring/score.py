@@ -305,8 +305,6 @@ def _submission_hash(sub: Submission, ids: list[str], mask_pass) -> str:
     return "sha256:" + h.hexdigest()
 
 
-
-
 class _Queue:
     """Scorers taken one at a time, in order, by whichever thread is free."""
 

@@ -116,7 +116,7 @@ def _stop_when_orphaned(parent: int, stop: threading.Event, every_s: float = 1.0
     no longer its parent: it has ended (even before this worker got here), which re-parents it."""
     while True:
         if os.getppid() != parent:
-            logging.getLogger(__name__).warning("the process that started this worker has ended: stopping")
+            log.warning("the process that started this worker has ended: stopping")
             os.kill(os.getpid(), signal.SIGTERM)
             return
         if stop.wait(every_s):
