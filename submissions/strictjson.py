@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from typing import Any
 
 MAX_DEPTH = 32           # a prediction line is an object of strings; a manifest is two levels deep
@@ -66,12 +67,27 @@ def _check(value: Any, depth: int, max_depth: int) -> None:
             _check(item, depth + 1, max_depth)
 
 
+_local = threading.local()
+
+
+def _decoder() -> json.JSONDecoder:
+    """This thread's decoder (made once: `json.loads` with hooks builds one per call, which costs
+    more than parsing a prediction line)."""
+    decoder = getattr(_local, "decoder", None)
+    if decoder is None:
+        decoder = _local.decoder = json.JSONDecoder(
+            parse_int=lambda s: _number(s, int), parse_float=lambda s: _number(s, float),
+            parse_constant=_constant, object_pairs_hook=_object)
+    return decoder
+
+
 def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     """Parse `text` strictly (see the module doc); raises `json.JSONDecodeError` for bad syntax
     and `JSONLimitError` for what is refused."""
     try:
-        value = json.loads(text, parse_int=lambda s: _number(s, int), parse_float=lambda s: _number(s, float),
-                           parse_constant=_constant, object_pairs_hook=_object)
+        if isinstance(text, (bytes, bytearray)):
+            text = text.decode(json.detect_encoding(text), "surrogatepass")
+        value = _decoder().decode(text)
     except RecursionError:
         raise JSONLimitError(f"nested deeper than {max_depth} levels") from None
     if not _flat_and_plain(value, text):
@@ -79,12 +95,10 @@ def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     return value
 
 
-def _flat_and_plain(value: Any, text: str | bytes) -> bool:
+def _flat_and_plain(value: Any, text: str) -> bool:
     """True when `value` needs no walk: an object of scalars (no depth to check) parsed from text
-    that cannot hold a surrogate (no \\u escape; as bytes, no 0xED lead byte of an encoded
-    surrogate and no NUL of a UTF-16/32 encoding). The common prediction line, checked fast."""
+    that cannot hold a surrogate (no \\u escape, and ASCII or no surrogate character). The common
+    prediction line, checked fast (`isascii` costs nothing)."""
     if not isinstance(value, dict) or any(isinstance(v, (dict, list)) for v in value.values()):
         return False
-    if isinstance(text, str):
-        return "\\u" not in text and not _SURROGATE.search(text)
-    return b"\\u" not in text and b"\xed" not in text and b"\x00" not in text
+    return "\\u" not in text and (text.isascii() or not _SURROGATE.search(text))

@@ -244,3 +244,10 @@ def test_counting_at_prediction_size_equals_resizing_to_the_truth(truth_hw, pred
         pos, neg = got.histograms()
         assert (pos == np.bincount(big[truth], minlength=256)).all()
         assert (neg == np.bincount(big[~truth], minlength=256)).all()
+        binary = np.where(grey > 127, 255, 0).astype(np.uint8)   # the 0/255 path (no histograms)
+        got = count_mask(binary, TruthBlocks.of(truth, pred_hw))
+        assert got.pos_hist is None
+        assert (got.tp, got.n_pred) == (int((big[truth] > 127).sum()), int((big > 127).sum()))
+        if pred_hw == truth_hw:   # from the truth's packed bits, as the truth cache does
+            same = TruthBlocks.same_size(np.packbits(truth), truth_hw, int(truth.sum()))
+            assert count_mask(grey, same).confusion == count_mask(grey, TruthBlocks.of(truth)).confusion

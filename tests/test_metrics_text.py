@@ -417,3 +417,24 @@ def test_evaluate_module_meteor_in_fresh_process(tmp_path):
     expected = score_captions(TextReference.build({"0": ["The nose looks blurred."]}),
                               {"0": "the nose is blurred"}, meteor=True).metrics
     assert result == pytest.approx(expected, abs=1e-12)
+
+
+def test_rouge_tokens_of_plain_and_irregular_hypotheses(corpus):
+    """ROUGE-L splits hypotheses on " ", the other metrics on any whitespace: for the usual PTB
+    output (single spaces, none empty) the tokens are shared; any other hypothesis (empty, or
+    with doubled, leading, trailing or non-space whitespace) keeps ROUGE's own split. Both ways
+    equal pycocoevalcap."""
+    gts, res = _split(corpus, "single")
+    plain = {k: v for k, v in res.items() if v[0].split(" ") == v[0].split()}
+    assert 0 < len(plain) < len(res)   # the corpus has both kinds
+    ids = list(plain)
+    reference = TextReference.build(gts, pretokenized=True)
+    ours = score_captions(reference, {k: v[0] for k, v in plain.items()}, ids, meteor=False, pretokenized=True)
+    assert_matches_coco(ours, coco_scores({k: gts[k] for k in ids}, plain))
+    odd = {k: [v] for k, v in {ids[0]: "the  nose", ids[1]: " lips", ids[2]: "skin ", ids[3]: "a\u00a0b"}.items()}
+    mixed = {**plain, **odd}
+    ours = score_captions(reference, {k: v[0] for k, v in mixed.items()}, ids, meteor=False, pretokenized=True)
+    assert_matches_coco(ours, coco_scores({k: gts[k] for k in ids}, {k: mixed[k] for k in ids}))
+    assert text._single_spaced([v[0] for v in plain.values()])
+    for line in ("", "the  nose", " lips", "skin ", "a\u00a0b", "a\tb", "a\x1cb"):
+        assert not text._single_spaced(["the nose", line]) and not text._single_spaced([line])

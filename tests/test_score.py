@@ -127,8 +127,8 @@ def test_truth_cache_is_reused_and_gives_identical_numbers(random_root, tmp_path
     sub = write_submission(tmp_path / "sub", recs)
     cache = tmp_path / "cache"
     first = score_submission(sub, split, ScoreOptions(skip=("meteor",), n_boot=50, cache_dir=cache)).summary
-    files = sorted(p.name for p in next(cache.iterdir()).iterdir())
-    assert files == ["blocks-224x224.pkl", "blocks-48x48.pkl", "masks.pkl", "meta.pkl", "regions.pkl", "text.pkl"]
+    files = sorted(p.name for p in next(cache.glob("truth-*")).iterdir())
+    assert files == ["blocks-224x224", "blocks-48x48", "masks.pkl", "meta.pkl", "regions.pkl", "text.pkl"]
     second = score_submission(sub, load_split(root, "test"), ScoreOptions(skip=("meteor",), n_boot=50, cache_dir=cache)).summary
     assert_close(first["metrics"], second["metrics"])
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Iterable
 
 from benchmark.data.record import Record
@@ -123,6 +124,10 @@ class _Paths(Mapping):
     def __len__(self) -> int:
         return len(self._raw)
 
+    @property
+    def strings(self) -> Mapping[str, str]:
+        return MappingProxyType(self._raw)
+
 
 @dataclass
 class Split:
@@ -145,6 +150,11 @@ class Split:
     @cached_property
     def ids(self) -> list[str]:
         return [r.image_id for r in self.records]
+
+    def mask_paths(self) -> Mapping[str, str]:
+        """image_id -> truth mask path, as strings (all of them, without making 20,000 `Path`s)."""
+        files = self.mask_files
+        return files.strings if isinstance(files, _Paths) else {k: os.fspath(v) for k, v in files.items()}
 
     def counts(self, key: str) -> dict[str, int]:
         """How many records per `method` or `source`."""

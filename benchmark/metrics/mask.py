@@ -23,7 +23,6 @@ pooled over every pixel of every image (ties count 1/2), with no pixels kept in 
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -137,22 +136,34 @@ def _only_0_and_255(grey: np.ndarray) -> bool:
     return not ((x ^ (x << np.uint64(1))) & _BYTE_HIGH_BITS).any()
 
 
+def _trimmed(words: np.ndarray) -> tuple[int, np.ndarray]:
+    """(first word, words up to the last non-zero one) of packed bit words; (0, empty) if all zero."""
+    nonzero = np.flatnonzero(words)
+    if not len(nonzero):
+        return 0, np.zeros(0, np.uint64)
+    first, last = int(nonzero[0]), int(nonzero[-1])
+    return first, np.ascontiguousarray(words[first:last + 1])
+
+
 @dataclass(frozen=True)
 class TruthBlocks:
     """A truth mask seen from a prediction of size (h, w) resized to it with NEAREST (the official rule).
 
-    Each prediction pixel covers a block of `rows[i] * cols[j]` truth pixels (NEAREST is separable);
-    `full` marks blocks whose covered pixels are all forged, `partial_*` lists the others that hold
-    some forged pixels with their counts. Scoring a prediction at its own size through its blocks
-    gives exactly the counts of resizing it to the truth size, at a fraction of the work; at equal
-    sizes every block is one pixel and this is plain pixel counting.
+    Each prediction pixel covers a block of `rows[i] * cols[j]` truth pixels (NEAREST is separable).
+    The blocks whose covered pixels are all forged are bits of the flat (h, w) grid packed into
+    64-bit words (`np.packbits` order), kept from word `full_start` to the last non-zero one
+    (`full_words`: forged regions are compact, most words are zero); `partial_*` lists the other
+    blocks that hold some forged pixels, with their counts. Scoring a prediction at its own size
+    through its blocks gives exactly the counts of resizing it to the truth size, at a fraction of
+    the work; at equal sizes every block is one pixel and this is plain pixel counting.
     """
 
     rows: np.ndarray            # (h,) int64
     cols: np.ndarray            # (w,) int64
-    full_bits: np.ndarray       # packed (np.packbits) flat (h, w) bool: blocks entirely forged
-    partial_index: np.ndarray   # (k,) flat indices into (h, w)
-    partial_forged: np.ndarray  # (k,) forged truth pixels of each partial block
+    full_start: int             # first word of `full_words` in the packed (h, w) grid
+    full_words: np.ndarray      # (k,) uint64: packed bits of the entirely forged blocks, trimmed
+    partial_index: np.ndarray   # (m,) flat indices into (h, w)
+    partial_forged: np.ndarray  # (m,) forged truth pixels of each partial block
     positives: int              # forged truth pixels in all
     truth_hw: tuple[int, int]   # (rows.sum(), cols.sum())
 
@@ -181,7 +192,8 @@ class TruthBlocks:
         area = np.outer(rows, cols).ravel()
         full = (forged == area) & (area > 0)
         part = np.flatnonzero((forged > 0) & ~full)
-        return cls(rows, cols, np.packbits(full), part, forged[part], int(np.count_nonzero(truth)), (H, W))
+        start, words = _trimmed(_words(np.packbits(full)))
+        return cls(rows, cols, start, words, part, forged[part], int(np.count_nonzero(truth)), (H, W))
 
     @classmethod
     def same_size(cls, bits: np.ndarray, truth_hw: tuple[int, int], positives: int) -> "TruthBlocks":
@@ -189,31 +201,15 @@ class TruthBlocks:
         the flat bool mask): every block is one pixel, entirely forged or not, so no block sums."""
         ones_h, ones_w = np.ones(truth_hw[0], np.int64), np.ones(truth_hw[1], np.int64)
         empty = np.zeros(0, np.int64)
-        return cls(ones_h, ones_w, bits, empty, empty, positives, truth_hw)
-
-    def pack(self) -> bytes:
-        """A compact serialisation (the truth cache keeps one per image and prediction size)."""
-        h, w = self.hw
-        head = np.array([h, w, len(self.partial_index), self.positives], np.int64).tobytes()
-        body = (self.full_bits.tobytes() + self.partial_index.astype("<u4").tobytes()
-                + self.partial_forged.astype("<u4").tobytes())
-        return head + zlib.compress(body, 1)
-
-    @classmethod
-    def unpack(cls, data: bytes, rows: np.ndarray, cols: np.ndarray,
-               truth_hw: tuple[int, int] | None = None) -> "TruthBlocks":
-        h, w, k, positives = (int(v) for v in np.frombuffer(data[:32], np.int64))
-        body = zlib.decompress(data[32:])
-        nbits = (h * w + 7) // 8
-        full = np.frombuffer(body, np.uint8, nbits)
-        index = np.frombuffer(body, "<u4", k, nbits).astype(np.intp)
-        forged = np.frombuffer(body, "<u4", k, nbits + 4 * k).astype(np.int64)
-        return cls(rows, cols, full, index, forged, positives, truth_hw or (int(rows.sum()), int(cols.sum())))
+        start, words = _trimmed(_words(bits))
+        return cls(ones_h, ones_w, start, words, empty, empty, positives, truth_hw)
 
     def dense(self) -> tuple[np.ndarray, np.ndarray]:
         """(forged, area) per prediction pixel as flat int64 arrays (for grey histograms)."""
         area = np.outer(self.rows, self.cols).ravel()
-        full = np.unpackbits(self.full_bits, count=len(area)).view(bool)
+        words = np.zeros(-(-len(area) // 64), np.uint64)
+        words[self.full_start:self.full_start + len(self.full_words)] = self.full_words
+        full = np.unpackbits(words.view(np.uint8), count=len(area)).view(bool)
         forged = np.where(full, area, 0)
         forged[self.partial_index] = self.partial_forged
         return forged, area
@@ -266,8 +262,10 @@ def count_mask(grey: np.ndarray, blocks: TruthBlocks) -> MaskCounts:
     areas, members = _area_classes(h, w, truth_h, truth_w)
     # predicted, and predicted inside entirely forged blocks: popcounts of packed bits per block
     # area class, weighted by the area (exact integer arithmetic)
-    both = np.stack([hit_words, hit_words & _words(blocks.full_bits)])
-    n_pred, tp = (np.bitwise_count(both[:, None, :] & members[None]).sum(axis=2, dtype=np.int64) @ areas).tolist()
+    start, stop = blocks.full_start, blocks.full_start + len(blocks.full_words)
+    n_pred = int(np.bitwise_count(hit_words & members).sum(axis=1, dtype=np.int64) @ areas)
+    tp = int(np.bitwise_count(hit_words[start:stop] & blocks.full_words & members[:, start:stop])
+             .sum(axis=1, dtype=np.int64) @ areas)
     if len(blocks.partial_index):
         tp += int(blocks.partial_forged[hit.reshape(-1)[blocks.partial_index]].sum())
     pixels = truth_h * truth_w

@@ -5,8 +5,8 @@ What is kept, per split fingerprint:
 - every truth mask, decoded and bit-packed (zlib), with its size and forged-pixel count;
 - for each prediction size seen, the *block counts*: how many truth pixels, and how many forged
   truth pixels, a prediction pixel covers once the prediction is resized to the truth size with
-  PIL's NEAREST filter (the official rule). A mask is then scored at its own resolution (224 px
-  instead of 512 px) with results identical to resizing it;
+  PIL's NEAREST filter (the official rule), as a memory-mapped `BlockTable`. A mask is then
+  scored at its own resolution (224 px instead of 512 px) with results identical to resizing it;
 - the tokenized references and their n-gram statistics (`TextReference`).
 """
 
@@ -26,8 +26,9 @@ import numpy as np
 from benchmark.data.imageio import load_mask
 from benchmark.data.split import Split
 from benchmark.metrics.mask import TruthBlocks, _cover, nearest_index
+from benchmark.scoring.blocktable import BlockTable, BlockTableWriter
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 STANDARD_PRED_HW = (224, 224)  # the official harness's mask size: its blocks are built with the masks
 
 
@@ -46,17 +47,17 @@ def _covers(pred_hw: tuple[int, int], truth_hw: tuple[int, int]) -> tuple[np.nda
 
 
 def _pack_chunk(jobs: list[tuple[str, str]], pred_hw: tuple[int, int]) -> list[tuple]:
-    """Worker: (shape, forged-pixel count, packed mask, packed blocks) for each (id, mask file)."""
+    """Worker: (shape, forged-pixel count, packed mask, blocks) for each (id, mask file)."""
     out = []
     for image_id, path in jobs:
         mask = load_mask(Path(path), image_id)
         out.append((mask.shape, int(np.count_nonzero(mask)),
-                    zlib.compress(np.packbits(mask).tobytes(), 1), TruthBlocks.of(mask, pred_hw).pack()))
+                    zlib.compress(np.packbits(mask).tobytes(), 1), TruthBlocks.of(mask, pred_hw)))
     return out
 
 
 def _blocks_name(pred_hw: tuple[int, int]) -> str:
-    return f"blocks-{pred_hw[0]}x{pred_hw[1]}.pkl"
+    return f"blocks-{pred_hw[0]}x{pred_hw[1]}"
 
 
 def resize_nearest(grey: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -73,8 +74,9 @@ def fingerprint(split: Split, cache_root: Path) -> str:
         return split.fingerprint
     h = hashlib.sha256(b"mmtt-split-stat-v1\0")
     h.update(hashlib.sha256(split.json_path.read_bytes()).digest())
+    paths = split.mask_paths()
     for image_id in split.ids:
-        path = split.mask_files[image_id]
+        path = paths[image_id]
         try:
             st = os.stat(path)
         except OSError:
@@ -111,7 +113,7 @@ class TruthCache:
         root = cache_dir or default_cache_dir()
         key = fingerprint(split, root).split(":")[-1][:32]
         self.dir = root / f"truth-{key}-v{CACHE_VERSION}"
-        self._blocks: dict[tuple[int, int], list[tuple[str, bytes]]] = {}
+        self._blocks: dict[tuple[int, int], BlockTable] = {}
         self._absent: set[tuple[int, int]] = set()  # sizes with no table on disk (not built)
         self.progress = progress
         self._load_or_build_masks()
@@ -125,22 +127,37 @@ class TruthCache:
             return
         # one pass over the truth files, on processes (decoding and block sums hold the GIL):
         # pack each mask and, while it is decoded, its blocks for the usual prediction size
-        jobs = [(image_id, str(self.split.mask_files[image_id])) for image_id in self.ids]
+        paths = self.split.mask_paths()
+        jobs = [(image_id, paths[image_id]) for image_id in self.ids]
         chunks = [jobs[i:i + 256] for i in range(0, len(jobs), 256)]
-        rows: list[tuple] = []
-        with ProcessPoolExecutor(max(1, min(self.workers, os.cpu_count() or 1))) as pool:
-            results = pool.map(_pack_chunk, chunks, [STANDARD_PRED_HW] * len(chunks))
-            bar = self._bar(len(jobs), "truth masks (once per dataset)")
-            for part in results:
-                rows.extend(part)
-                bar(len(part))
-        self.shapes = np.array([r[0] for r in rows], dtype=np.int64).reshape(-1, 2)
-        self.positives = np.array([r[1] for r in rows], dtype=np.int64)
-        self._packed = [r[2] for r in rows]
+        shapes, positives, packed = [], [], []
+        table = self._table_writer(STANDARD_PRED_HW)
+        try:
+            with ProcessPoolExecutor(max(1, min(self.workers, os.cpu_count() or 1))) as pool:
+                results = pool.map(_pack_chunk, chunks, [STANDARD_PRED_HW] * len(chunks))
+                bar = self._bar(len(jobs), "truth masks (once per dataset)")
+                for part in results:
+                    for shape, count, bits, blocks in part:
+                        shapes.append(shape)
+                        positives.append(count)
+                        packed.append(bits)
+                        if table is not None:
+                            try:
+                                table.add(blocks)
+                            except OSError:   # a cache that cannot be written only costs speed
+                                table.abort()
+                                table = None
+                    bar(len(part))
+        except BaseException:
+            if table is not None:
+                table.abort()
+            raise
+        self.shapes = np.array(shapes, dtype=np.int64).reshape(-1, 2)
+        self.positives = np.array(positives, dtype=np.int64)
+        self._packed = packed
         self._write("masks.pkl", {"ids": self.ids, "packed": self._packed})
-        blocks = [r[3] for r in rows]
-        self._blocks[STANDARD_PRED_HW] = blocks
-        self._write(_blocks_name(STANDARD_PRED_HW), {"ids": self.ids, "blocks": blocks})
+        if table is not None:
+            self._publish(table)
         self._write("meta.pkl", {"ids": self.ids, "shapes": self.shapes, "positives": self.positives})
 
     def mask(self, image_id: str) -> np.ndarray:
@@ -179,22 +196,49 @@ class TruthCache:
                 return TruthBlocks.same_size(self._mask_bits(image_id), truth_hw, int(self.positives[i]))
             return TruthBlocks.of(self.mask(image_id), pred_hw)
         rows, cols = _covers(pred_hw, truth_hw)
-        return TruthBlocks.unpack(table[i], rows, cols, truth_hw)
+        return table.get(i, rows, cols, truth_hw, int(self.positives[i]))
 
-    def _load_or_build_blocks(self, pred_hw: tuple[int, int], *, build: bool = True) -> list[bytes] | None:
-        name = _blocks_name(pred_hw)
-        data = self._read(name)
-        table = data["blocks"] if data is not None else None
+    def _load_or_build_blocks(self, pred_hw: tuple[int, int], *, build: bool = True) -> BlockTable | None:
+        table = BlockTable.load(self.dir / _blocks_name(pred_hw), self.ids, pred_hw)
         if table is None and not build:
             return None
         if table is None:
-            def build(image_id: str) -> bytes:
-                return TruthBlocks.of(self.mask(image_id), pred_hw).pack()
-
-            table = self._map(build, f"truth blocks for {pred_hw[1]}x{pred_hw[0]} masks (once)")
-            self._write(name, {"ids": self.ids, "blocks": table})
+            writer = self._table_writer(pred_hw)
+            if writer is not None:
+                try:
+                    self._fill(writer, pred_hw)
+                except OSError:
+                    writer.abort()
+                    writer = None
+            if writer is not None:
+                self._publish(writer)
+            if pred_hw not in self._blocks:   # the cache cannot be written: a table in memory
+                writer = BlockTableWriter(None, self.ids, pred_hw)
+                self._fill(writer, pred_hw)
+                self._blocks[pred_hw] = writer.close()
+            return self._blocks[pred_hw]
         self._blocks[pred_hw] = table
         return table
+
+    def _fill(self, writer: BlockTableWriter, pred_hw: tuple[int, int]) -> None:
+        def build(image_id: str) -> TruthBlocks:
+            return TruthBlocks.of(self.mask(image_id), pred_hw)
+
+        self._map(build, f"truth blocks for {pred_hw[1]}x{pred_hw[0]} masks (once)", writer.add)
+
+    def _table_writer(self, pred_hw: tuple[int, int]) -> BlockTableWriter | None:
+        """A writer into this cache's table of that size; None when the cache cannot be written."""
+        try:
+            return BlockTableWriter(self.dir / _blocks_name(pred_hw), self.ids, pred_hw)
+        except OSError:
+            return None
+
+    def _publish(self, writer: BlockTableWriter) -> None:
+        """Publish a filled table; one that cannot be written is left out (built again when needed)."""
+        try:
+            self._blocks[writer.pred_hw] = writer.close()
+        except OSError:
+            pass
 
     # ----------------------------------------------------------------- text
     def text_reference(self):
@@ -245,14 +289,13 @@ class TruthCache:
 
         return advance
 
-    def _map(self, fn, desc: str) -> list:
-        out = []
+    def _map(self, fn, desc: str, take) -> None:
+        """`take(fn(image_id))` for every id, in order (`fn` on threads)."""
         bar = self._bar(len(self.ids), desc)
         with ThreadPoolExecutor(self.workers) as pool:
             for result in pool.map(fn, self.ids):
-                out.append(result)
+                take(result)
                 bar(1)
-        return out
 
     def _read(self, name: str) -> dict | None:
         """A cached part, if present and made for exactly these ids (in this order)."""
