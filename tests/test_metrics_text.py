@@ -438,3 +438,12 @@ def test_rouge_tokens_of_plain_and_irregular_hypotheses(corpus):
     assert text._single_spaced([v[0] for v in plain.values()])
     for line in ("", "the  nose", " lips", "skin ", "a\u00a0b", "a\tb", "a\x1cb"):
         assert not text._single_spaced(["the nose", line]) and not text._single_spaced([line])
+
+
+@pytest.mark.parametrize("bound", [1, 7, 65536, 65537, 2**32 + 5, 2**47])
+def test_stable_argsort_by_16_bit_digits_equals_numpy(bound):
+    rng = np.random.default_rng(bound % 1000)
+    for n in (0, 1, 1000):
+        codes = rng.integers(0, bound, n)
+        codes[: n // 3] = codes[n // 3: 2 * (n // 3)]   # ties, whose order must be kept
+        assert np.array_equal(text._stable_argsort(codes, bound), np.argsort(codes, kind="stable"))

@@ -98,8 +98,33 @@ def _encode(token_lists: list[list[str]], vocab: dict[str, int]) -> tuple[np.nda
     return np.asarray(ids, dtype=np.int64), lengths
 
 
-def _ngrams(ids: np.ndarray, lengths: np.ndarray, n_words: int):
-    """Per order k=1..n: (start positions, dense id per occurrence, sorted unique codes).
+def _stable_argsort(codes: np.ndarray, bound: int) -> np.ndarray:
+    """``np.argsort(codes, kind="stable")`` of integers in [0, bound), one 16-bit digit at a time
+    (least significant first): numpy sorts uint16 by radix, ~12x faster than int64."""
+    order = None
+    shift = 0
+    while order is None or (bound - 1) >> shift > 0:
+        digit = ((codes >> shift) & 0xFFFF).astype(np.uint16)
+        order = np.argsort(digit, kind="stable") if order is None else order[np.argsort(digit[order], kind="stable")]
+        shift += 16
+    return order
+
+
+@dataclass
+class _Order:
+    """The k-grams of one order: where each starts, its dense id, the sorted unique codes, and the
+    occurrences sorted by (id, position) with the id of each (`rank`) and where a new id begins."""
+
+    start: np.ndarray
+    inv: np.ndarray
+    uniq: np.ndarray
+    order: np.ndarray
+    rank: np.ndarray
+    new: np.ndarray
+
+
+def _ngrams(ids: np.ndarray, lengths: np.ndarray, n_words: int) -> list[_Order]:
+    """The k-grams of each order k=1..n (see `_Order`).
 
     The code of a k-gram is ``id of its (k-1)-gram prefix * n_words + last word`` (the prefix of a
     unigram has id 0), so ids of order k are built from those of order k-1.
@@ -107,13 +132,23 @@ def _ngrams(ids: np.ndarray, lengths: np.ndarray, n_words: int):
     ends = np.repeat(np.cumsum(lengths), lengths)
     positions = np.arange(len(ids))
     prefix = np.zeros(len(ids), dtype=np.int64)
+    n_prefix = 1
     orders = []
     for k in range(1, NGRAM_N + 1):
         start = positions[positions + k <= ends]
-        uniq, inv = np.unique(prefix[start] * n_words + ids[start + k - 1], return_inverse=True)
-        orders.append((start, inv.reshape(-1), uniq))
+        codes = prefix[start] * n_words + ids[start + k - 1]
+        order = _stable_argsort(codes, max(n_prefix * n_words, 1))
+        ranked = codes[order]
+        new = np.ones(len(order), dtype=bool)
+        np.not_equal(ranked[1:], ranked[:-1], out=new[1:])
+        rank = np.cumsum(new) - 1
+        inv = np.empty(len(order), dtype=np.int64)
+        inv[order] = rank
+        uniq = ranked[new]
+        orders.append(_Order(start, inv, uniq, order, rank, new))
         prefix = np.zeros(len(ids), dtype=np.int64)
-        prefix[start] = inv.reshape(-1)
+        prefix[start] = inv
+        n_prefix = max(len(uniq), 1)
     return orders
 
 
@@ -215,11 +250,10 @@ class TextReference:
         words: dict[str, int] = {}
         tok, ref_len = _encode([r.split() for r in flat], words)
         orders = _ngrams(tok, ref_len, max(len(words), 1))
-        offsets = np.concatenate([[0], np.cumsum([len(u) for _, _, u in orders])]).astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum([len(g.uniq) for g in orders])]).astype(np.int64)
         n_ngrams = int(offsets[-1])
         sent = np.repeat(np.arange(len(flat)), ref_len)
-        keys = np.concatenate([sent[start] * n_ngrams + offsets[k] + inv
-                               for k, (start, inv, _) in enumerate(orders)])
+        keys = np.concatenate([sent[g.start] * n_ngrams + offsets[k] + g.inv for k, g in enumerate(orders)])
         ent_key, ent_tf = np.unique(keys, return_counts=True)
         ent_ref, ent_gid = np.divmod(ent_key, n_ngrams) if n_ngrams else (ent_key, ent_key)
         ent_start = np.searchsorted(ent_ref, np.arange(len(flat) + 1))
@@ -231,7 +265,7 @@ class TextReference:
         rouge_ids, rouge_len = _encode([r.split(" ") for r in flat], rouge_vocab)
         out = cls(
             ids=ids, refs=ref_lists, ref_start=ref_start, ref_len=ref_len, words=words,
-            codes=[u for _, _, u in orders], offsets=offsets, ent_start=ent_start,
+            codes=[g.uniq for g in orders], offsets=offsets, ent_start=ent_start,
             ent_gid=_index_int(ent_gid, n_ngrams), ent_tf=_small_int(ent_tf),
             ent_img_entry=_index_int(ent_img_entry.reshape(-1), len(img_key)), img_key=img_key,
             img_max=_small_int(img_max), rouge_vocab=rouge_vocab, rouge_ids=rouge_ids.astype(np.int32),
@@ -350,7 +384,8 @@ def _score_arrays(ref: TextReference, img: np.ndarray, hyps: list[str], idf: str
     hyp_sent = np.repeat(np.arange(n), hyp_len)
     ref_prefix = np.zeros(1, dtype=np.int64)     # the (empty) prefix of unigrams is id 0 on both sides
     entries = []                                 # per order: (hyp index, global id or -1, count)
-    for k, (start, inv, uniq) in enumerate(_ngrams(tok, hyp_len, n_words)):
+    for k, grams in enumerate(_ngrams(tok, hyp_len, n_words)):
+        uniq = grams.uniq
         prefix, word = np.divmod(uniq, n_words)
         rp = ref_prefix[prefix]
         code = rp * max(n_ref_words, 1) + word
@@ -361,8 +396,16 @@ def _score_arrays(ref: TextReference, img: np.ndarray, hyps: list[str], idf: str
         hit[pos_ok] = ref.codes[k][pos[pos_ok]] == code[known][pos_ok]
         ref_prefix = np.full(len(uniq), _OOV, dtype=np.int64)
         ref_prefix[known[hit]] = pos[hit]
-        key, tf = np.unique(hyp_sent[start] * len(uniq) + inv, return_counts=True)
-        sent, local = np.divmod(key, len(uniq)) if len(uniq) else (key, key)
+        # (sentence, k-gram) pairs and their counts: occurrences sorted by (k-gram, position) are
+        # sorted by (k-gram, sentence), so a pair begins where either changes
+        sent_sorted = hyp_sent[grams.start][grams.order]
+        pair = grams.new.copy()
+        pair[1:] |= sent_sorted[1:] != sent_sorted[:-1]
+        first = np.flatnonzero(pair)
+        tf = np.diff(np.append(first, len(pair)))
+        sent, local = sent_sorted[first], grams.rank[first]
+        by_sent = _stable_argsort(sent, max(n, 1))   # (sentence, k-gram) order: the lookups below
+        sent, local, tf = sent[by_sent], local[by_sent], tf[by_sent]   # then walk the tables in order
         gid = ref_prefix[local]
         entries.append((sent, np.where(gid >= 0, gid + ref.offsets[k], _OOV), tf))
 
@@ -401,7 +444,9 @@ def _score_arrays(ref: TextReference, img: np.ndarray, hyps: list[str], idf: str
     ents = _ranges(ref.ent_start[refs], ref.ent_start[refs + 1])
     ent_owner = np.repeat(np.arange(len(refs)), ref.ent_start[refs + 1] - ref.ent_start[refs])
     gid = ref.ent_gid[ents]
-    order = np.searchsorted(ref.offsets, gid, side="right") - 1
+    order = np.zeros(len(gid), dtype=np.int64)   # the n-gram order of each id (offsets[k] <= id)
+    for bound in ref.offsets[1:-1]:
+        order += gid >= bound
     w = weight[gid]
     vec_ref = ref.ent_tf[ents] * w
     vec_hyp = hyp_tf_at_img_entry[ref.ent_img_entry[ents]] * w
