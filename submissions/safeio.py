@@ -56,7 +56,7 @@ def check_inside(path: Path, root: Path, label: str) -> str:
 
 
 def _open_checked(path: Path, label: str, max_bytes: int, root: Path | None) -> int:
-    """A blocking file descriptor of `path`, checked as the module says (the caller closes it)."""
+    """A file descriptor of `path`, a regular file, checked as the module says (the caller closes it)."""
     target = check_inside(path, root, label) if root is not None else os.fspath(path)
     try:
         fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -71,7 +71,7 @@ def _open_checked(path: Path, label: str, max_bytes: int, root: Path | None) -> 
             raise UnsafeFileError(f"{label}: is {_kind(info.st_mode)}, not a regular file", code="not_regular")
         if info.st_size > max_bytes:
             raise UnsafeFileError(f"{label}: {info.st_size} bytes, over the limit of {max_bytes}", code="too_large")
-        os.set_blocking(fd, True)
+        # a regular file: O_NONBLOCK (which kept the open from waiting on a FIFO) has no effect on it
     except BaseException:
         os.close(fd)
         raise

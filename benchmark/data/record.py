@@ -9,7 +9,6 @@ image source in the first folders of `img_path` (`celeb512` CelebA-HQ, `FFHQ512`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -66,7 +65,7 @@ class Record:
     def method(self) -> str:
         return method_of(self.image_id)
 
-    @cached_property
+    @property
     def source(self) -> str:
         return source_of(self.img_path)
 
@@ -74,7 +73,7 @@ class Record:
     def regions(self) -> frozenset[str]:
         return regions_of(self.multilabel)
 
-    @cached_property
+    @property
     def pred_mask_path(self) -> str:
         return prediction_mask_path(self.img_path)
 

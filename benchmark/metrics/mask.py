@@ -122,18 +122,10 @@ def _area_classes(h: int, w: int, truth_h: int, truth_w: int) -> tuple[np.ndarra
     return areas, members
 
 
-_BYTE_HIGH_BITS = np.uint64(0xFEFEFEFEFEFEFEFE)
-
-
 def _only_0_and_255(grey: np.ndarray) -> bool:
-    """Whether every level is 0 or 255, i.e. each byte's 8 bits are equal: on 64-bit words,
-    bits 1..7 of each byte equal the bit below them (`x ^ (x << 1)` is 0 there)."""
-    flat = np.ascontiguousarray(grey).reshape(-1)
-    pad = -len(flat) % 8
-    if pad:
-        flat = np.concatenate([flat, np.zeros(pad, np.uint8)])
-    x = flat.view(np.uint64)
-    return not ((x ^ (x << np.uint64(1))) & _BYTE_HIGH_BITS).any()
+    """Whether every level is 0 or 255: one less (wrapping), 0 becomes 255 and 255 becomes 254,
+    every other level falls below 254."""
+    return grey.size == 0 or int((grey - np.uint8(1)).min()) >= 254
 
 
 def _trimmed(words: np.ndarray) -> tuple[int, np.ndarray]:
