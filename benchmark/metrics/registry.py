@@ -132,6 +132,7 @@ class Scorer(ABC):
     metrics: tuple[Metric, ...]
     default: bool = True       # on unless skipped (False: only when named in --metrics)
     official: bool = False     # part of what the official script reports (or free with it)
+    lead: bool = False         # long and mostly waiting on another process: scheduled first
     help: str = ""
 
     def available(self, options: Any) -> str | None:

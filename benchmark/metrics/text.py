@@ -698,15 +698,20 @@ def _ptb_run(inputs: Inputs) -> PTBRun:
     return inputs.shared("ptb", lambda: PTBRun(inputs.captions))
 
 
-def _text_pass(inputs: Inputs) -> tuple[TextReference, np.ndarray, list[str], tuple]:
-    """(reference, image rows, PTB-tokenized captions, (BLEU stats, CIDEr-D, ROUGE-L)), shared by
-    the BLEU, ROUGE-L, CIDEr and METEOR scorers: one Java call and one n-gram pass for all."""
+def _tokens(inputs: Inputs) -> tuple[TextReference, np.ndarray, list[str]]:
+    """(reference, image rows, PTB-tokenized captions), shared by every text scorer: one Java call."""
     def make():
         reference = inputs.truth.text_reference()
         img = np.array([reference._index[k] for k in inputs.ids], dtype=np.int64)
-        hyps = _ptb_run(inputs).result()
-        arrays = _score_arrays(reference, img, hyps, "all" if inputs.strict else "scored")
-        return reference, img, hyps, arrays
+        return reference, img, _ptb_run(inputs).result()
+    return inputs.shared("tokens", make)
+
+
+def _text_pass(inputs: Inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(BLEU stats, CIDEr-D, ROUGE-L), shared by the BLEU, ROUGE-L and CIDEr scorers: one n-gram pass."""
+    def make():
+        reference, img, hyps = _tokens(inputs)
+        return _score_arrays(reference, img, hyps, "all" if inputs.strict else "scored")
     return inputs.shared("text_pass", make)
 
 
@@ -731,7 +736,7 @@ class BleuScorer(_TextScorer):
                            "text", "corpus", headline=True, brief=(k == NGRAM_N)) for k in range(1, NGRAM_N + 1))
 
     def score(self, inputs: Inputs) -> Scored:
-        stats = _text_pass(inputs)[3][0]
+        stats = _text_pass(inputs)[0]
         bleu = bleu_from_stats(stats)
         out = Scored(values={f"bleu_{k}": float(bleu[k - 1]) for k in range(1, NGRAM_N + 1)},
                      samples={"bleu_stats": stats})
@@ -754,7 +759,7 @@ class RougeScorer(_TextScorer):
                       "mean over images", "text", "mean", headline=True, brief=True, per_image="rouge_l"),)
 
     def score(self, inputs: Inputs) -> Scored:
-        rouge = _text_pass(inputs)[3][2]
+        rouge = _text_pass(inputs)[2]
         return Scored(values={"rouge_l": float(np.mean(rouge))}, samples={"rouge_l": rouge},
                       stats={"rouge_l": mean_statistic(rouge)})
 
@@ -768,7 +773,7 @@ class CiderScorer(_TextScorer):
                       headline=True, brief=True, primary=True, per_image="cider"),)
 
     def score(self, inputs: Inputs) -> Scored:
-        cider = _text_pass(inputs)[3][1]
+        cider = _text_pass(inputs)[1]
         return Scored(values={"cider": float(np.mean(cider))}, samples={"cider": cider},
                       stats={"cider": mean_statistic(cider)})
 
@@ -780,12 +785,13 @@ class MeteorScorer(_TextScorer):
                       "breakdowns use the mean of its segment scores)", "text", "mean", headline=True, brief=True,
                       per_image="meteor"),)
 
+    lead = True   # the longest: sent to the JVM as soon as the tokens are ready
+
     def warm_up(self, n_items: int) -> MeteorJars:
         return MeteorJars(meteor_jars(n_items))
 
     def score(self, inputs: Inputs) -> Scored:
-        # after the n-gram pass, not beside it: the JVM needs all the cores it can get
-        reference, img, hyps, _ = _text_pass(inputs)
+        reference, img, hyps = _tokens(inputs)
         total, segments = meteor_score([reference.refs[i] for i in img], hyps, cancel=inputs.cancel,
                                        jars=inputs.warm.get(self.name))
         return Scored(values={"meteor": total}, samples={"meteor": segments},

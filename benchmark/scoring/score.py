@@ -249,7 +249,8 @@ def _score_warm(sub: Submission, split: Split, protocol: Protocol, options: Scor
         truth = inputs.truth = TruthCache(split, options.cache_dir, progress=options.progress) if ids else None
     # the explanation scorers (PTB tokenizer and METEOR run in Java) work beside the mask pass,
     # in a thread started once the mask workers are forked; once the mask pass is done, this
-    # thread takes the ones still waiting (the clues while METEOR runs); a fatal problem cancels them
+    # thread takes the ones still waiting (the n-gram pass, the clues while METEOR runs); a fatal
+    # problem cancels them
     beside = _Queue([s for s in chosen if s.task == "interpretation"] if truth is not None and not fatal else [])
     outputs: dict[str, Scored] = {}
     with ThreadPoolExecutor(1, thread_name_prefix="mmtt-text") as pool:
@@ -306,11 +307,12 @@ def _submission_hash(sub: Submission, ids: list[str], mask_pass) -> str:
 
 
 class _Queue:
-    """Scorers taken one at a time, in order, by whichever thread is free."""
+    """Scorers taken one at a time by whichever thread is free: the `lead` ones (METEOR's JVM)
+    first, so that the longest job starts at once, then the others in order."""
 
     def __init__(self, scorers: list[registry.Scorer]) -> None:
         self.scorers = scorers
-        self._left = list(reversed(scorers))
+        self._left = list(reversed(sorted(scorers, key=lambda s: not s.lead)))
         self._lock = threading.Lock()
 
     def run(self, inputs: Inputs, timings: dict[str, float]) -> dict[str, Scored]:
