@@ -211,7 +211,9 @@ def has_visible_text(text: str) -> bool:
 def _caption_problem(caption: str, limits: Limits) -> tuple[str, str] | None:
     if not caption.strip():
         return "caption_empty", "empty caption"
-    if len(caption) > limits.max_caption_chars or len(caption.split()) > limits.max_caption_words:
+    # (no more words than characters: a short caption is not split to count them)
+    many_words = len(caption) > limits.max_caption_words and len(caption.split()) > limits.max_caption_words
+    if len(caption) > limits.max_caption_chars or many_words:
         return "caption_long", (f"caption too long ({len(caption)} characters, {len(caption.split())} words; "
                                 f"limits {limits.max_caption_chars} / {limits.max_caption_words})")
     bad = _CONTROL.search(caption)
