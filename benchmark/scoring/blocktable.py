@@ -42,9 +42,6 @@ class BlockTable:
         self._full = arrays["full_offsets"].tolist()
         self._partial = arrays["partial_offsets"].tolist()
 
-    def __len__(self) -> int:
-        return len(self._start)
-
     def get(self, i: int, rows: np.ndarray, cols: np.ndarray, truth_hw: tuple[int, int], positives: int) -> TruthBlocks:
         """Image i's blocks (views into the table)."""
         a, b = self._full[i], self._full[i + 1]

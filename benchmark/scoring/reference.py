@@ -11,7 +11,6 @@ times against it.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 

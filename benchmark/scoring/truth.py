@@ -131,7 +131,11 @@ class TruthCache:
         jobs = [(image_id, paths[image_id]) for image_id in self.ids]
         chunks = [jobs[i:i + 256] for i in range(0, len(jobs), 256)]
         shapes, positives, packed = [], [], []
-        table = self._table_writer(STANDARD_PRED_HW)
+        try:
+            table: BlockTableWriter | None = BlockTableWriter(self.dir / _blocks_name(STANDARD_PRED_HW),
+                                                              self.ids, STANDARD_PRED_HW)
+        except OSError:   # a cache that cannot be written only costs speed: built again when needed
+            table = None
         try:
             with ProcessPoolExecutor(max(1, min(self.workers, os.cpu_count() or 1))) as pool:
                 results = pool.map(_pack_chunk, chunks, [STANDARD_PRED_HW] * len(chunks))
@@ -157,7 +161,10 @@ class TruthCache:
         self._packed = packed
         self._write("masks.pkl", {"ids": self.ids, "packed": self._packed})
         if table is not None:
-            self._publish(table)
+            try:
+                self._blocks[STANDARD_PRED_HW] = table.close()
+            except OSError:
+                pass
         self._write("meta.pkl", {"ids": self.ids, "shapes": self.shapes, "positives": self.positives})
 
     def mask(self, image_id: str) -> np.ndarray:
@@ -203,42 +210,26 @@ class TruthCache:
         if table is None and not build:
             return None
         if table is None:
-            writer = self._table_writer(pred_hw)
-            if writer is not None:
-                try:
-                    self._fill(writer, pred_hw)
-                except OSError:
-                    writer.abort()
-                    writer = None
-            if writer is not None:
-                self._publish(writer)
-            if pred_hw not in self._blocks:   # the cache cannot be written: a table in memory
-                writer = BlockTableWriter(None, self.ids, pred_hw)
-                self._fill(writer, pred_hw)
-                self._blocks[pred_hw] = writer.close()
-            return self._blocks[pred_hw]
+            table = self._build_blocks(pred_hw)
         self._blocks[pred_hw] = table
         return table
 
-    def _fill(self, writer: BlockTableWriter, pred_hw: tuple[int, int]) -> None:
-        def build(image_id: str) -> TruthBlocks:
-            return TruthBlocks.of(self.mask(image_id), pred_hw)
-
-        self._map(build, f"truth blocks for {pred_hw[1]}x{pred_hw[0]} masks (once)", writer.add)
-
-    def _table_writer(self, pred_hw: tuple[int, int]) -> BlockTableWriter | None:
-        """A writer into this cache's table of that size; None when the cache cannot be written."""
+    def _build_blocks(self, pred_hw: tuple[int, int]) -> BlockTable:
+        """The table of that size, built into the cache, or in memory when the cache cannot be written."""
         try:
-            return BlockTableWriter(self.dir / _blocks_name(pred_hw), self.ids, pred_hw)
-        except OSError:
-            return None
+            return self._fill(BlockTableWriter(self.dir / _blocks_name(pred_hw), self.ids, pred_hw))
+        except OSError:   # a cache that cannot be written only costs speed
+            return self._fill(BlockTableWriter(None, self.ids, pred_hw))
 
-    def _publish(self, writer: BlockTableWriter) -> None:
-        """Publish a filled table; one that cannot be written is left out (built again when needed)."""
+    def _fill(self, writer: BlockTableWriter) -> BlockTable:
+        hw = writer.pred_hw
         try:
-            self._blocks[writer.pred_hw] = writer.close()
-        except OSError:
-            pass
+            self._map(lambda image_id: TruthBlocks.of(self.mask(image_id), hw),
+                      f"truth blocks for {hw[1]}x{hw[0]} masks (once)", writer.add)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.close()
 
     # ----------------------------------------------------------------- text
     def text_reference(self):
