@@ -21,7 +21,7 @@ from pycocoevalcap.meteor.meteor import Meteor  # noqa: E402
 from pycocoevalcap.rouge.rouge import Rouge  # noqa: E402
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer  # noqa: E402
 
-from benchmark.metrics import ptb, text  # noqa: E402
+from benchmark.metrics import meteor, ptb, text  # noqa: E402
 from benchmark.metrics.text import (  # noqa: E402
     BLEU_STAT_COLUMNS, TextReference, bleu_from_stats, bleu_from_totals, meteor_score,
     score_captions, tokenize,
@@ -308,10 +308,11 @@ def started(monkeypatch) -> list[subprocess.Popen]:
 
     def recording_popen(*args, **kwargs):
         proc = real_popen(*args, **kwargs)
-        procs.append(proc)
+        if "jdk.compiler/com.sun.tools.javac.Main" not in proc.args:   # compiling METEOR's driver
+            procs.append(proc)
         return proc
 
-    monkeypatch.setattr(text.subprocess, "Popen", recording_popen)
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
     return procs
 
 
@@ -338,52 +339,119 @@ def test_end_to_end_with_meteor(corpus, started):
     assert_close(again.metrics, {k: v for k, v in ours.metrics.items() if k != "meteor"})
 
 
-def test_meteor_sharded_over_processes_equals_pycocoevalcap(corpus, started):
-    """Three jars scoring consecutive shards, one EVAL over all statistics: pycocoevalcap's corpus
-    score and segment scores (multi-reference images included), and every process closed."""
+def _meteor_jvms(procs: list[subprocess.Popen]) -> list[subprocess.Popen]:
+    """The METEOR processes among `procs` (not the PTB tokenizer, not the driver's compiler)."""
+    return [p for p in procs if tuple(p.args[-len(meteor.METEOR_OPTIONS):]) == meteor.METEOR_OPTIONS]
+
+
+def test_meteor_on_threads_equals_pycocoevalcap(corpus, started):
+    """The threaded driver (three threads sharing one copy of the tables) and the jar's own
+    one-thread mode both give pycocoevalcap's corpus score and segment scores (multi-reference
+    images included), and each process is closed."""
     ids, _, _ = corpus["multi"]
     gts, res = corpus["coco"]
     refs, hyps = [gts[i] for i in ids], [res[i][0] for i in ids]
-    total, segments = meteor_score(refs, hyps, jars=3)
-    assert len(started) == 3 and all(p.poll() is not None for p in started)
-    meteor = Meteor()
+    meteor_ = Meteor()
     try:
-        expected_total, expected_segments = meteor.compute_score({i: gts[i] for i in ids}, {i: res[i] for i in ids})
+        expected_total, expected_segments = meteor_.compute_score({i: gts[i] for i in ids}, {i: res[i] for i in ids})
     finally:
-        del meteor
-    assert abs(total - expected_total) < TOL
-    np.testing.assert_allclose(segments, expected_segments, rtol=0, atol=TOL)
+        del meteor_
+    started.clear()   # pycocoevalcap's own jar
+    for threads in (3, 1):
+        process = meteor.MeteorProcess(threads)
+        assert process.threads == threads
+        assert ("MeteorPool" in process.proc.args) == (threads > 1)
+        total, segments = meteor.meteor_score(refs, hyps, process=process)
+        assert abs(total - expected_total) < TOL
+        np.testing.assert_allclose(segments, expected_segments, rtol=0, atol=TOL)
+    jvms = _meteor_jvms(started)
+    assert len(jvms) == 2 and all(p.poll() is not None for p in jvms)
 
 
-def test_meteor_shard_failure_stops_every_process(monkeypatch, started):
-    """One shard failing (or a cancel) kills the others at once instead of letting them finish."""
-    real = text._read_line
+def test_meteor_driver_compiled_once_into_the_cache(monkeypatch, tmp_path):
+    """The driver is compiled on first use into the cache folder and reused from there; a cache
+    that cannot be written compiles into a temporary folder; a runtime that cannot compile it
+    runs the jar's own mode."""
+    compiles: list[Path] = []
+    real_javac = meteor._javac
 
-    def second_jar_breaks(proc):
-        if proc is started[1]:
+    def counting_javac(source, jar, out):
+        compiles.append(out)
+        return real_javac(source, jar, out)
+
+    monkeypatch.setattr(meteor, "_javac", counting_javac)
+    monkeypatch.setenv("MMTT_CACHE_DIR", str(tmp_path / "cache"))
+    first = meteor.driver_classes()
+    assert first is not None and first.parent == tmp_path / "cache" / "java"
+    assert (first / "MeteorPool.class").is_file() and len(compiles) == 1
+    meteor._compiled.cache_clear()   # a new process
+    assert meteor.driver_classes() == first and len(compiles) == 1
+    assert [p.name for p in first.parent.iterdir()] == [first.name]   # no build folder left behind
+
+    (tmp_path / "blocked").write_text("a file where the cache folder would be")
+    monkeypatch.setenv("MMTT_CACHE_DIR", str(tmp_path / "blocked"))
+    scratch = meteor.driver_classes()
+    assert scratch is not None and (scratch / "MeteorPool.class").is_file() and len(compiles) == 2
+    assert meteor.meteor_score([["a b c"]] * 3, ["a b"] * 3, threads=2)[0] > 0
+
+    monkeypatch.setenv("MMTT_CACHE_DIR", str(tmp_path / "other"))
+    monkeypatch.setattr(meteor, "_javac", lambda source, jar, out: False)
+    assert meteor.driver_classes() is None
+    process = meteor.MeteorProcess(2)
+    assert process.threads == 1 and "-jar" in process.proc.args
+    with_jar = meteor.meteor_score([["a b c"]] * 3, ["a b"] * 3, process=process)
+    assert abs(with_jar[0] - meteor.meteor_score([["a b c"]] * 3, ["a b"] * 3, threads=2)[0]) < TOL
+    meteor._compiled.cache_clear()
+
+
+def test_meteor_driver_refuses_what_it_cannot_read():
+    """A line the driver cannot answer ends it with a message naming the line, not a hang."""
+    with meteor.MeteorProcess(2) as process:
+        process.proc.stdin.write(b"HELLO ||| x\n")
+        process.proc.stdin.flush()
+        with pytest.raises(ValueError, match="ended early"):
+            meteor._read_line(process.proc)
+        process.proc.wait()
+        assert "input line 1 (HELLO ||| x): java.lang.IllegalArgumentException: not a SCORE or EVAL line" in process.error_tail()
+    with meteor.MeteorProcess(2) as process:
+        with pytest.raises(ValueError, match="ended early"):
+            process.evaluate(["1 2 x"])
+        process.proc.wait()
+        assert "input line 1 (EVAL ||| 1 2 x): java.util.InputMismatchException" in process.error_tail()
+
+
+def test_meteor_failure_or_cancel_stops_the_process(monkeypatch, started):
+    """A failure while reading (or a cancel) kills the JVM at once instead of letting it finish."""
+    real = meteor._read_line
+    calls = []
+
+    def breaks_later(proc):
+        calls.append(1)
+        if len(calls) == 20:
             raise ValueError("simulated")
         return real(proc)
 
-    monkeypatch.setattr(text, "_read_line", second_jar_breaks)
+    monkeypatch.setattr(meteor, "_read_line", breaks_later)
     with pytest.raises(RuntimeError, match="METEOR failed: simulated"):
-        meteor_score([["a b c"]] * 50, ["a b"] * 50, jars=2)
-    assert len(started) == 2 and all(p.poll() is not None for p in started)
-    monkeypatch.setattr(text, "_read_line", real)
+        meteor_score([["a b c"]] * 50, ["a b"] * 50, threads=2)
+    monkeypatch.setattr(meteor, "_read_line", real)
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(RuntimeError, match="cancelled"):
-        meteor_score([["a b c"]] * 50, ["a b"] * 50, jars=2, cancel=cancel)
-    assert len(started) == 4 and all(p.poll() is not None for p in started)
+        meteor_score([["a b c"]] * 50, ["a b"] * 50, threads=2, cancel=cancel)
+    jvms = _meteor_jvms(started)
+    assert len(jvms) == 2 and all(p.poll() is not None for p in jvms)
 
 
 def test_meteor_process_closed_on_failure(monkeypatch, started):
     def broken(proc):
         raise ValueError("simulated")
 
-    monkeypatch.setattr(text, "_read_line", broken)
+    monkeypatch.setattr(meteor, "_read_line", broken)
     with pytest.raises(RuntimeError, match="METEOR failed"):
         meteor_score([["a b"]], ["a b"])
-    assert len(started) == 1 and started[0].poll() is not None
+    jvms = _meteor_jvms(started)
+    assert len(jvms) == 1 and jvms[0].poll() is not None
     with pytest.raises(ValueError):
         meteor_score([["a"]], ["a", "b"])
 

@@ -13,7 +13,7 @@ from sklearn.metrics import f1_score, jaccard_score
 from benchmark.data.split import load_split
 from benchmark.scoring.reference import as_metrics, reference_official
 from benchmark.scoring.score import ScoreOptions, score_submission
-from tests.conftest import assert_close, blob, write_png, write_submission
+from tests.conftest import assert_close, write_png, write_submission
 
 FAST = ScoreOptions(skip=("meteor",), n_boot=200)
 
@@ -241,7 +241,7 @@ def test_meteor_jar_started_early_is_used_and_killed_when_scoring_is_refused(ran
     (no wait for a JVM still loading)."""
     import signal
 
-    from benchmark.metrics import text
+    from benchmark.metrics.meteor import METEOR_OPTIONS
     from submissions.reader import SubmissionError
 
     started: list[subprocess.Popen] = []
@@ -249,11 +249,11 @@ def test_meteor_jar_started_early_is_used_and_killed_when_scoring_is_refused(ran
 
     def recording_popen(cmd, *args, **kwargs):
         proc = real_popen(cmd, *args, **kwargs)
-        if "meteor-1.5.jar" in cmd:
+        if tuple(cmd[-len(METEOR_OPTIONS):]) == METEOR_OPTIONS:
             started.append(proc)
         return proc
 
-    monkeypatch.setattr(text.subprocess, "Popen", recording_popen)
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
     root, recs = random_root
     split = load_split(root, "test")
     good = score_submission(write_submission(tmp_path / "good", recs), split, ScoreOptions(n_boot=20))

@@ -9,7 +9,7 @@ Scores are those of pycocoevalcap 1.2 after its PTB tokenization:
   frequencies from the references of the images being scored (``idf="scored"``, what
   pycocoevalcap does when given exactly those images) or of every image of the reference
   (``idf="all"``: the per-image scores of a full pycocoevalcap run);
-* ``meteor`` -- pycocoevalcap's METEOR 1.5 jar (``-stdio -l en -norm``), optional.
+* ``meteor`` -- pycocoevalcap's METEOR 1.5 jar (``-stdio -l en -norm``; see :mod:`benchmark.metrics.meteor`), optional.
 
 BLEU, ROUGE-L and CIDEr-D are computed here with numpy; the tests check them against
 pycocoevalcap to 1e-9 (corpus and per-image values). The reference side -- tokens, n-gram counts,
@@ -25,21 +25,16 @@ resample of images.
 from __future__ import annotations
 
 import math
-import os
 import re
-import subprocess
-import tempfile
-import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from itertools import chain
-from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
 import numpy as np
 
-from benchmark.metrics.ptb import PTBRun, ptb_tokenize_lines, pycocoevalcap_file, tokenize
+from benchmark.metrics.meteor import MeteorProcess, meteor_score
+from benchmark.metrics.ptb import PTBRun, ptb_tokenize_lines, tokenize
 
 __all__ = [
     "BLEU_STAT_COLUMNS", "TEXT_METRICS_VERSION", "TextReference", "TextScores", "bleu_from_stats",
@@ -519,176 +514,6 @@ def _lcs_lengths(a_flat, a_start, a_len, b_flat, b_start, b_len, chunk: int = 40
     return out
 
 
-# ------------------------------------------------------------------------------------ METEOR
-def _meteor_jar_dir() -> Path:
-    return pycocoevalcap_file("meteor", "meteor-1.5.jar").parent
-
-
-METEOR_ITEMS_PER_JAR = 4000
-"""Below this many segments per process a second JVM costs more (start-up: ~10 s and ~13 CPU
-seconds loading the paraphrase tables) than it saves."""
-
-
-def meteor_jars(n: int) -> int:
-    """How many METEOR processes score `n` segments: one per two cores (a JVM keeps more than one
-    core busy with its compiler and collector threads), each with enough segments, at most 4."""
-    return max(1, min((os.cpu_count() or 1) // 2, n // METEOR_ITEMS_PER_JAR, 4))
-
-
-class MeteorJars:
-    """`count` running METEOR jars, started on creation (they load their tables meanwhile) and
-    all closed on leaving the block, killed if need be."""
-
-    def __init__(self, count: int) -> None:
-        self.procs: list[_MeteorJar] = []
-        try:
-            for _ in range(max(1, count)):
-                self.procs.append(_MeteorJar())
-        except BaseException:
-            self.close()
-            raise
-
-    def __enter__(self) -> "MeteorJars":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        for proc in self.procs:
-            proc.close()
-
-
-def meteor_score(refs: Sequence[Sequence[str]], hyps: Sequence[str], *,
-                 cancel: threading.Event | None = None, jars: int | MeteorJars | None = None) -> tuple[float, np.ndarray]:
-    """METEOR 1.5 as pycocoevalcap's ``Meteor().compute_score`` on the same (tokenized) text.
-
-    Returns the jar's corpus score and the per-segment scores. The alignment statistics of each
-    segment (``SCORE``: the slow part, independent per segment) are computed by several Java
-    processes on consecutive shards (`jars`: a number, default `meteor_jars`, or `MeteorJars`
-    started earlier, which this call uses up); one ``EVAL`` over all of them, in order, gives
-    exactly the single-process numbers. Every process is closed at the end (killed as soon as
-    `cancel` is set or any of them fails).
-    """
-    if len(refs) != len(hyps):
-        raise ValueError("need one list of references per hypothesis")
-    if not hyps:
-        raise ValueError("no hypotheses")
-    lines = []
-    for rs, h in zip(refs, hyps):
-        h = h.replace("|||", "").replace("  ", " ")
-        lines.append(" ||| ".join(("SCORE", " ||| ".join(rs), h)) + "\n")
-    running = jars if isinstance(jars, MeteorJars) else MeteorJars(min(jars or meteor_jars(len(lines)), len(lines)))
-    with running, ThreadPoolExecutor(len(running.procs)) as pool:
-        procs = running.procs[:len(lines)]
-        k = len(procs)
-        bounds = [len(lines) * i // k for i in range(k + 1)]
-        try:
-            futures = [pool.submit(procs[i].stats, lines[bounds[i]:bounds[i + 1]], cancel) for i in range(k)]
-            wait(futures, return_when=FIRST_EXCEPTION)   # one failure stops them all (below)
-            stats = [line for future in futures for line in future.result()]
-            total, segments = procs[0].evaluate(stats)
-        except BaseException as exc:
-            for proc in running.procs:
-                proc.kill()   # the other readers see the end of their output and stop
-            if not isinstance(exc, (OSError, ValueError)):
-                raise
-            tail = next((t for t in (proc.error_tail() for proc in running.procs) if t), "")
-            raise RuntimeError(f"METEOR failed: {exc}; {tail}") from exc
-    return total, segments
-
-
-class _MeteorJar:
-    """One ``meteor-1.5.jar -stdio`` process."""
-
-    def __init__(self) -> None:
-        cmd = ["java", "-jar", "-Xmx2G", "meteor-1.5.jar", "-", "-", "-stdio", "-l", "en", "-norm"]
-        self.err = tempfile.TemporaryFile()
-        try:
-            self.proc = subprocess.Popen(cmd, cwd=_meteor_jar_dir(), stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=self.err)
-        except FileNotFoundError as exc:
-            self.err.close()
-            raise RuntimeError("Java is required for METEOR but `java` was not found") from exc
-        self.writer: threading.Thread | None = None
-        self.closed = False
-        self.finished = False   # its EVAL answered: closing its input ends it
-
-    def stats(self, lines: list[str], cancel: threading.Event | None) -> list[str]:
-        """The ``SCORE`` statistics of each line, written by a thread while this one reads (no
-        pipe-buffer deadlock)."""
-        failure: list[BaseException] = []
-        self.writer = threading.Thread(target=_write_all, args=(self.proc.stdin, lines, failure), daemon=True)
-        self.writer.start()
-        out = []
-        for k in range(len(lines)):
-            if cancel is not None and k % 512 == 0 and cancel.is_set():
-                raise ValueError("cancelled")
-            out.append(_read_line(self.proc))
-        self.writer.join()
-        if failure:
-            raise failure[0]
-        return out
-
-    def evaluate(self, stats: list[str]) -> tuple[float, np.ndarray]:
-        """(corpus score, per-segment scores) of ``EVAL`` over `stats`."""
-        self.proc.stdin.write(("EVAL ||| " + " ||| ".join(stats) + "\n").encode())
-        self.proc.stdin.flush()
-        segments = np.array([float(_read_line(self.proc)) for _ in stats])
-        total = float(_read_line(self.proc))
-        self.finished = True
-        return total, segments
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-    def error_tail(self) -> str:
-        if self.closed:
-            return ""
-        self.err.seek(0)
-        return self.err.read().decode("utf-8", errors="replace")[-2000:]
-
-    def close(self) -> None:
-        """End the process (at once if it is still loading or working: nothing more will be
-        asked of it) and release its pipes; safe to call twice."""
-        if self.closed:
-            return
-        self.closed = True
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        if self.proc.poll() is None:
-            if not self.finished:   # unused, or stopped mid-way: nothing more is wanted from it
-                self.kill()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        if self.writer is not None:
-            self.writer.join(timeout=10)
-        self.proc.stdout.close()
-        self.err.close()
-
-
-def _write_all(stream: IO[bytes], lines: list[str], failure: list[BaseException]) -> None:
-    try:
-        for line in lines:
-            stream.write(line.encode())
-        stream.flush()
-    except OSError as exc:
-        failure.append(exc)
-
-
-def _read_line(proc: subprocess.Popen) -> str:
-    line = proc.stdout.readline()
-    if not line:
-        raise ValueError(f"METEOR ended early (exit {proc.poll()})")
-    return line.decode().strip()
-
-
 # ------------------------------------------------------------------------------ registry entries
 from benchmark.metrics.registry import Inputs, Metric, Scored, Scorer, Statistic, mean_statistic, register  # noqa: E402
 
@@ -787,13 +612,13 @@ class MeteorScorer(_TextScorer):
 
     lead = True   # the longest: sent to the JVM as soon as the tokens are ready
 
-    def warm_up(self, n_items: int) -> MeteorJars:
-        return MeteorJars(meteor_jars(n_items))
+    def warm_up(self, n_items: int) -> MeteorProcess:
+        return MeteorProcess()
 
     def score(self, inputs: Inputs) -> Scored:
         reference, img, hyps = _tokens(inputs)
         total, segments = meteor_score([reference.refs[i] for i in img], hyps, cancel=inputs.cancel,
-                                       jars=inputs.warm.get(self.name))
+                                       process=inputs.warm.get(self.name))
         return Scored(values={"meteor": total}, samples={"meteor": segments},
                       stats={"meteor": mean_statistic(segments)})
 

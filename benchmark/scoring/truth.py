@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.cache import default_cache_dir
 from benchmark.data.imageio import load_mask
 from benchmark.data.split import Split
 from benchmark.metrics.mask import TruthBlocks, _cover, nearest_index
@@ -30,12 +31,6 @@ from benchmark.scoring.blocktable import BlockTable, BlockTableWriter
 
 CACHE_VERSION = 3
 STANDARD_PRED_HW = (224, 224)  # the official harness's mask size: its blocks are built with the masks
-
-
-def default_cache_dir() -> Path:
-    """`$MMTT_CACHE_DIR`, else `~/.cache/mmtt-bench`."""
-    env = os.environ.get("MMTT_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "mmtt-bench"
 
 
 @lru_cache(maxsize=64)
