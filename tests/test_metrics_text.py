@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import collections
+import gzip
+import itertools
 import math
 import os
 import pickle
+import random
 import subprocess
 import sys
 import threading
@@ -22,6 +26,7 @@ from pycocoevalcap.rouge.rouge import Rouge  # noqa: E402
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer  # noqa: E402
 
 from benchmark.metrics import meteor, ptb, text  # noqa: E402
+from benchmark.metrics.ptb import pycocoevalcap_file  # noqa: E402
 from benchmark.metrics.text import (  # noqa: E402
     BLEU_STAT_COLUMNS, TextReference, bleu_from_stats, bleu_from_totals, meteor_score,
     score_captions, tokenize,
@@ -345,9 +350,9 @@ def _meteor_jvms(procs: list[subprocess.Popen]) -> list[subprocess.Popen]:
 
 
 def test_meteor_on_threads_equals_pycocoevalcap(corpus, started):
-    """The threaded driver (three threads sharing one copy of the tables) and the jar's own
-    one-thread mode both give pycocoevalcap's corpus score and segment scores (multi-reference
-    images included), and each process is closed."""
+    """The driver (on three threads sharing one copy of the tables, and on one) gives
+    pycocoevalcap's corpus score and segment scores (multi-reference images included), and each
+    process is closed."""
     ids, _, _ = corpus["multi"]
     gts, res = corpus["coco"]
     refs, hyps = [gts[i] for i in ids], [res[i][0] for i in ids]
@@ -359,13 +364,51 @@ def test_meteor_on_threads_equals_pycocoevalcap(corpus, started):
     started.clear()   # pycocoevalcap's own jar
     for threads in (3, 1):
         process = meteor.MeteorProcess(threads)
-        assert process.threads == threads
-        assert ("MeteorPool" in process.proc.args) == (threads > 1)
+        assert process.threads == threads and "MeteorPool" in process.proc.args
         total, segments = meteor.meteor_score(refs, hyps, process=process)
         assert abs(total - expected_total) < TOL
         np.testing.assert_allclose(segments, expected_segments, rtol=0, atol=TOL)
     jvms = _meteor_jvms(started)
     assert len(jvms) == 2 and all(p.poll() is not None for p in jvms)
+
+
+def _paraphrase_rich(n: int, seed: int = 0) -> tuple[list[list[str]], list[str]]:
+    """References and hypotheses built around entries of METEOR's own paraphrase table (one in
+    200 of its first 600,000, phrase on one side, paraphrase on the other, with shared and unshared filler, some upper
+    case and punctuation, one in four with a second reference): nearly every segment's score
+    depends on paraphrase matches."""
+    rng = random.Random(seed)
+    entries = []
+    with gzip.open(pycocoevalcap_file("meteor", "data", "paraphrase-en.gz"), "rb") as fh:
+        while len(entries) < 3000 and (entry := list(itertools.islice(fh, 3))):
+            entries.append(tuple(line.decode().strip() for line in entry[1:]))
+            collections.deque(itertools.islice(fh, 3 * 199), maxlen=0)   # skip the next 199 entries
+    fill = "the face looks edited , and The Nose is blurry ; it's obviously fake ( see left-eye ) !".split()
+    refs, hyps = [], []
+    for i in range(n):
+        a, b, c = rng.sample(entries, 3)
+        ref = " ".join([*rng.sample(fill, 4), a[0], rng.choice(fill), b[0], *rng.sample(fill, 2)])
+        hyp = " ".join([*rng.sample(fill, 3), a[1], c[1], rng.choice(fill), b[1].upper() if i % 3 == 0 else b[1]])
+        refs.append([ref, f"{c[0]} {' '.join(rng.sample(fill, 3))}"] if i % 4 == 0 else [ref])
+        hyps.append(hyp)
+    return refs, hyps
+
+
+def test_meteor_driver_with_its_cut_paraphrase_table_equals_the_jar(monkeypatch):
+    """The driver keeps only the paraphrase entries whose words occur in its batch; on text where
+    nearly every score hangs on paraphrase matches, its corpus and segment scores are the jar's
+    own mode's (with the whole table), and paraphrases did count."""
+    refs, hyps = _paraphrase_rich(300)
+    driver = meteor.meteor_score(refs, hyps, threads=2)
+    with monkeypatch.context() as m:   # as where the driver cannot be compiled: the jar's own mode
+        m.setattr(meteor, "driver_classes", lambda: None)
+        process = meteor.MeteorProcess(2)
+    assert process.threads == 1 and "-jar" in process.proc.args and not process.batched
+    with_jar = meteor.meteor_score(refs, hyps, process=process)
+    assert abs(driver[0] - with_jar[0]) < TOL
+    np.testing.assert_allclose(driver[1], with_jar[1], rtol=0, atol=TOL)
+    exact_only = meteor.meteor_score([[" ".join(r.split()[:4]) for r in rs] for rs in refs], hyps, threads=2)
+    assert (np.abs(driver[1] - exact_only[1]) > 1e-3).mean() > 0.5   # the text is not trivially matched
 
 
 def test_meteor_driver_compiled_once_into_the_cache(monkeypatch, tmp_path):
@@ -406,18 +449,28 @@ def test_meteor_driver_compiled_once_into_the_cache(monkeypatch, tmp_path):
 
 def test_meteor_driver_refuses_what_it_cannot_read():
     """A line the driver cannot answer ends it with a message naming the line, not a hang."""
+    refused = {
+        b"SCORE ||| a b ||| a\n": "input line 1 (SCORE ||| a b ||| a): not a BATCH line",
+        b"BATCH two\n": "input line 1 (BATCH two): not a line count",
+        b"BATCH 2\nSCORE ||| a b ||| a\nEVAL ||| 1 2\n": "input line 3 (EVAL ||| 1 2): a BATCH holds SCORE lines",
+        b"BATCH 2\nSCORE ||| a\n": "input line 2 (SCORE ||| a): a BATCH holds SCORE lines with a reference",
+        b"BATCH 3\nSCORE ||| a b ||| a\n": "input ended after line 2, inside a BATCH of 3 lines",
+        b"BATCH 0\nHELLO ||| x\n": "input line 2 (HELLO ||| x): java.lang.IllegalArgumentException: not an EVAL line",
+        b"BATCH 0\nEVAL ||| 1 2 x\n": "input line 2 (EVAL ||| 1 2 x): java.util.InputMismatchException",
+        b"BATCH 1\nSCORE ||| a b ||| a\nSCORE ||| a b ||| b\n":
+            "input line 3 (SCORE ||| a b ||| b): java.lang.IllegalArgumentException: a SCORE line after the BATCH",
+    }
+    for sent, message in refused.items():
+        with meteor.MeteorProcess(2) as process:
+            process.proc.stdin.write(sent)
+            process.proc.stdin.close()
+            process.proc.wait(timeout=120)
+            assert process.proc.returncode == 1 and message in process.error_tail(), process.error_tail()
     with meteor.MeteorProcess(2) as process:
-        process.proc.stdin.write(b"HELLO ||| x\n")
-        process.proc.stdin.flush()
         with pytest.raises(ValueError, match="ended early"):
-            meteor._read_line(process.proc)
+            process.evaluate(["1 2 x"])   # an EVAL with no BATCH before it
         process.proc.wait()
-        assert "input line 1 (HELLO ||| x): java.lang.IllegalArgumentException: not a SCORE or EVAL line" in process.error_tail()
-    with meteor.MeteorProcess(2) as process:
-        with pytest.raises(ValueError, match="ended early"):
-            process.evaluate(["1 2 x"])
-        process.proc.wait()
-        assert "input line 1 (EVAL ||| 1 2 x): java.util.InputMismatchException" in process.error_tail()
+        assert "input line 1 (EVAL ||| 1 2 x): not a BATCH line" in process.error_tail()
 
 
 def test_meteor_failure_or_cancel_stops_the_process(monkeypatch, started):

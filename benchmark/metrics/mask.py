@@ -98,8 +98,24 @@ def _run_sums(x: np.ndarray, starts: np.ndarray, lengths: np.ndarray, dtype) -> 
     out = np.zeros((len(starts),) + x.shape[1:], dtype)
     for offset in range(int(lengths.max(initial=0))):
         take = lengths > offset
-        out[take] += x[starts[take] + offset]
+        if take.all():
+            out += x[starts + offset]
+        else:
+            out[take] += x[starts[take] + offset]
     return out
+
+
+@lru_cache(maxsize=64)
+def _grid(h: int, w: int, truth_h: int, truth_w: int) -> tuple:
+    """What every truth of size (truth_h, truth_w) seen from (h, w) shares: the covers, the run
+    starts, the count dtype, each block's area (flat) and whether some blocks are empty."""
+    rows, cols = _cover(h, truth_h), _cover(w, truth_w)
+    big = int(rows.max(initial=0)) * int(cols.max(initial=0)) > np.iinfo(np.uint16).max
+    dtype = np.int64 if big else np.uint16
+    area = np.outer(rows, cols).ravel().astype(dtype)
+    for a in (rows, cols, area):
+        a.setflags(write=False)
+    return rows, cols, _run_starts(h, truth_h), _run_starts(w, truth_w), dtype, area, bool((area == 0).any())
 
 
 def _words(bits: np.ndarray) -> np.ndarray:
@@ -172,20 +188,21 @@ class TruthBlocks:
     def of(cls, truth: np.ndarray, pred_hw: tuple[int, int] | None = None) -> "TruthBlocks":
         truth = np.asarray(truth, dtype=bool)
         (H, W), (h, w) = truth.shape, (pred_hw or truth.shape)
-        rows, cols = _cover(h, H), _cover(w, W)
-        if (h, w) == (H, W):
-            forged = truth.astype(np.int64).ravel()
+        rows, cols, row_starts, col_starts, dtype, area, empty_blocks = _grid(h, w, H, W)
+        if (h, w) == (H, W):   # every block is one pixel: entirely forged or not at all
+            full, part = truth.ravel(), np.zeros(0, np.int64)
+            forged = truth.view(np.uint8).ravel()
         else:
             # NEAREST is monotone: prediction row i covers the contiguous truth rows
             # start[i] .. start[i] + rows[i] - 1 (possibly none); likewise for columns
-            dtype = np.uint16 if int(rows.max()) * int(cols.max()) <= np.iinfo(np.uint16).max else np.int64
-            by_rows = _run_sums(truth.view(np.uint8), _run_starts(h, H), rows, dtype)  # (h, W)
-            forged = _run_sums(by_rows.T, _run_starts(w, W), cols, dtype).T.astype(np.int64, order="C").ravel()
-        area = np.outer(rows, cols).ravel()
-        full = (forged == area) & (area > 0)
-        part = np.flatnonzero((forged > 0) & ~full)
+            by_rows = _run_sums(truth.view(np.uint8), row_starts, rows, dtype)  # (h, W)
+            forged = _run_sums(by_rows.T, col_starts, cols, dtype).T.ravel()
+            full = forged == area
+            if empty_blocks:
+                full &= area > 0
+            part = np.flatnonzero(forged.astype(bool) & ~full)
         start, words = _trimmed(_words(np.packbits(full)))
-        return cls(rows, cols, start, words, part, forged[part], int(np.count_nonzero(truth)), (H, W))
+        return cls(rows, cols, start, words, part, forged[part].astype(np.int64), int(np.count_nonzero(truth)), (H, W))
 
     @classmethod
     def same_size(cls, bits: np.ndarray, truth_hw: tuple[int, int], positives: int) -> "TruthBlocks":
