@@ -1,10 +1,13 @@
 """Decode images and masks the way the official pipeline does, with located errors.
 
 Masks are read as 8-bit grey (`convert('L')`) and a pixel is forged when its level is > 127.
+An 8-bit greyscale PNG, the usual mask, is decoded by libspng (`decode_grey_png`), anything else
+by PIL.
 """
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,42 @@ from PIL import Image, UnidentifiedImageError
 
 from benchmark.errors import DatasetError
 
+try:
+    import pyspng
+except ImportError:  # a platform without its wheel: PIL decodes every mask
+    pyspng = None
+
 MASK_THRESHOLD = 127
+_PNG_GREY8_HEAD = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"  # signature, IHDR's length and type
+
+
+def decode_grey_png(data: bytes) -> np.ndarray | None:
+    """The (H, W) uint8 pixels of an 8-bit greyscale PNG, or None: then PIL is to decode it.
+
+    A mask pass decodes ~20,000 small PNGs, and PIL spends more time in its Python layers than
+    in inflating them; libspng decodes the same file into an array about 3x faster. It is used
+    only on files PIL reads too, so that which masks are readable, and every error message,
+    stay PIL's: colour type 0 at bit depth 8, every chunk's CRC right up to an IEND (libspng is
+    run ignoring CRCs, PIL checks those before the pixel data), and a stream libspng accepts.
+    The pixels of a valid PNG do not depend on the decoder. The caller bounds the pixel count
+    from the IHDR first."""
+    if pyspng is None or len(data) < 33 or not data.startswith(_PNG_GREY8_HEAD) or data[24:26] != b"\x08\x00":
+        return None
+    view, pos, end = memoryview(data), 8, len(data)
+    while True:
+        if pos + 12 > end:
+            return None
+        stop = pos + 12 + int.from_bytes(view[pos:pos + 4], "big")
+        if stop > end or zlib.crc32(view[pos + 4:stop - 4]) != int.from_bytes(view[stop - 4:stop], "big"):
+            return None
+        if view[pos + 4:pos + 8] == b"IEND":
+            break
+        pos = stop
+    try:
+        grey = pyspng.load(data)
+    except (RuntimeError, ValueError, MemoryError):
+        return None
+    return grey if grey.dtype == np.uint8 and grey.ndim == 2 else None
 
 
 def _open(path: Path, what: str, image_id: str | None) -> Image.Image:
@@ -33,8 +71,21 @@ def load_image(path: Path, image_id: str | None = None) -> Image.Image:
 
 
 def load_mask_grey(path: Path, image_id: str | None = None) -> np.ndarray:
-    """The mask as an (H, W) uint8 array of grey levels."""
-    return np.asarray(_open(Path(path), "mask", image_id).convert("L"))
+    """The mask as an (H, W) uint8 array of grey levels (PIL decodes, and explains, what libspng
+    is not given)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        data = b""
+    if png_pixels(data) <= Image.MAX_IMAGE_PIXELS and (grey := decode_grey_png(data)) is not None:
+        return grey
+    return np.asarray(_open(path, "mask", image_id).convert("L"))
+
+
+def png_pixels(data: bytes) -> int:
+    """Width x height from a PNG's IHDR (0 for too short a file), read before anything is decoded."""
+    return int.from_bytes(data[16:20], "big") * int.from_bytes(data[20:24], "big") if len(data) >= 24 else 0
 
 
 def load_mask(path: Path, image_id: str | None = None) -> np.ndarray:
