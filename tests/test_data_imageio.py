@@ -133,6 +133,7 @@ def test_damaged_files_are_left_to_pil_which_explains_them():
         "bad CRC of an ancillary chunk": _png(grey, before=[_chunk(b"tEXt", b"k\x00v", crc_delta=1)]),
         "bad CRC of the pixel data": _png(grey, idat_crc_delta=1),
         "no IEND": _png(grey, iend=False),
+        "more chunks than are walked": _png(grey, before=[_chunk(b"tEXt", b"k\x00v")] * imageio.MAX_FAST_CHUNKS),
         "cut in the pixel data": good[: len(good) // 2],
         "pixel data that is not zlib": good[:41] + b"\xff" * (len(good) - 53) + good[-12:],
     }

@@ -21,6 +21,7 @@ except ImportError:  # a platform without its wheel: PIL decodes every mask
     pyspng = None
 
 MASK_THRESHOLD = 127
+MAX_FAST_CHUNKS = 4096  # a file split into more chunks is left to PIL, not walked here in Python
 _PNG_GREY8_HEAD = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"  # signature, IHDR's length and type
 
 
@@ -37,7 +38,7 @@ def decode_grey_png(data: bytes) -> np.ndarray | None:
     if pyspng is None or len(data) < 33 or not data.startswith(_PNG_GREY8_HEAD) or data[24:26] != b"\x08\x00":
         return None
     view, pos, end = memoryview(data), 8, len(data)
-    while True:
+    for _ in range(MAX_FAST_CHUNKS):
         if pos + 12 > end:
             return None
         stop = pos + 12 + int.from_bytes(view[pos:pos + 4], "big")
@@ -46,6 +47,8 @@ def decode_grey_png(data: bytes) -> np.ndarray | None:
         if view[pos + 4:pos + 8] == b"IEND":
             break
         pos = stop
+    else:
+        return None
     try:
         grey = pyspng.load(data)
     except (RuntimeError, ValueError, MemoryError):
