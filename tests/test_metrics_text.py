@@ -374,9 +374,9 @@ def test_meteor_on_threads_equals_pycocoevalcap(corpus, started):
 
 def _paraphrase_rich(n: int, seed: int = 0) -> tuple[list[list[str]], list[str]]:
     """References and hypotheses built around entries of METEOR's own paraphrase table (one in
-    200 of its first 600,000, phrase on one side, paraphrase on the other, with shared and unshared filler, some upper
-    case and punctuation, one in four with a second reference): nearly every segment's score
-    depends on paraphrase matches."""
+    200 of its first 600,000; phrase on one side, paraphrase on the other; shared and unshared
+    filler, some upper case and punctuation; one in four with a second reference): nearly every
+    segment's score depends on paraphrase matches."""
     rng = random.Random(seed)
     entries = []
     with gzip.open(pycocoevalcap_file("meteor", "data", "paraphrase-en.gz"), "rb") as fh:

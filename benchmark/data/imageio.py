@@ -22,7 +22,14 @@ except ImportError:  # a platform without its wheel: PIL decodes every mask
 
 MASK_THRESHOLD = 127
 MAX_FAST_CHUNKS = 4096  # a file split into more chunks is left to PIL, not walked here in Python
-_PNG_GREY8_HEAD = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"  # signature, IHDR's length and type
+PNG_HEAD = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"  # signature, then IHDR's length and type
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR, read before anything is decoded; None if not a PNG."""
+    if len(data) < 24 or not data.startswith(PNG_HEAD):
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
 def decode_grey_png(data: bytes) -> np.ndarray | None:
@@ -35,7 +42,7 @@ def decode_grey_png(data: bytes) -> np.ndarray | None:
     run ignoring CRCs, PIL checks those before the pixel data), and a stream libspng accepts.
     The pixels of a valid PNG do not depend on the decoder. The caller bounds the pixel count
     from the IHDR first."""
-    if pyspng is None or len(data) < 33 or not data.startswith(_PNG_GREY8_HEAD) or data[24:26] != b"\x08\x00":
+    if pyspng is None or len(data) < 33 or not data.startswith(PNG_HEAD) or data[24:26] != b"\x08\x00":
         return None
     view, pos, end = memoryview(data), 8, len(data)
     for _ in range(MAX_FAST_CHUNKS):
@@ -81,14 +88,10 @@ def load_mask_grey(path: Path, image_id: str | None = None) -> np.ndarray:
         data = path.read_bytes()
     except OSError:
         data = b""
-    if png_pixels(data) <= Image.MAX_IMAGE_PIXELS and (grey := decode_grey_png(data)) is not None:
+    size = png_size(data)
+    if size and size[0] * size[1] <= Image.MAX_IMAGE_PIXELS and (grey := decode_grey_png(data)) is not None:
         return grey
     return np.asarray(_open(path, "mask", image_id).convert("L"))
-
-
-def png_pixels(data: bytes) -> int:
-    """Width x height from a PNG's IHDR (0 for too short a file), read before anything is decoded."""
-    return int.from_bytes(data[16:20], "big") * int.from_bytes(data[20:24], "big") if len(data) >= 24 else 0
 
 
 def load_mask(path: Path, image_id: str | None = None) -> np.ndarray:

@@ -118,6 +118,11 @@ def _grid(h: int, w: int, truth_h: int, truth_w: int) -> tuple:
     return rows, cols, _run_starts(h, truth_h), _run_starts(w, truth_w), dtype, area, bool((area == 0).any())
 
 
+def covers(pred_hw: tuple[int, int], truth_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols): the truth rows and columns each prediction row and column covers (read-only)."""
+    return _grid(pred_hw[0], pred_hw[1], truth_hw[0], truth_hw[1])[:2]
+
+
 def _words(bits: np.ndarray) -> np.ndarray:
     """Packed bits as uint64 words (zero-padded), so popcounts run 64 pixels at a time."""
     pad = -len(bits) % 8
@@ -130,7 +135,7 @@ def _words(bits: np.ndarray) -> np.ndarray:
 def _area_classes(h: int, w: int, truth_h: int, truth_w: int) -> tuple[np.ndarray, np.ndarray]:
     """The distinct block areas of a prediction grid (k,) and, per area, the packed words of its
     blocks (k, words)."""
-    area = np.outer(_cover(h, truth_h), _cover(w, truth_w)).ravel()
+    area = _grid(h, w, truth_h, truth_w)[5]
     areas = np.array([a for a in np.unique(area) if a > 0], np.int64)
     members = np.stack([_words(np.packbits(area == a)) for a in areas]) if len(areas) else np.zeros((0, 1), np.uint64)
     for a in (areas, members):

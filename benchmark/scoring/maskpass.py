@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from benchmark.data.imageio import decode_grey_png
+from benchmark.data.imageio import decode_grey_png, png_size
 from benchmark.metrics.mask import auc_from_histograms, binary_auc, count_mask
 from benchmark.scoring.truth import TruthCache
 from submissions.format import DEFAULT_LIMITS
@@ -131,9 +131,6 @@ def _usual_size(files: Sequence[str | Path | None]) -> tuple[int, int] | None:
     return hw if 2 * count > sum(seen.values()) else None
 
 
-_PNG_HEAD = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"   # signature, then IHDR's length and type
-
-
 def _open_mask(data: bytes) -> np.ndarray | Image.Image | str:
     """The decoded mask (an 8-bit greyscale PNG's pixels, else a PIL image), or why not: checked
     against `MAX_MASK_PIXELS` from its header, before any pixel is decoded. The reason never
@@ -143,8 +140,8 @@ def _open_mask(data: bytes) -> np.ndarray | Image.Image | str:
     mask, see `decode_grey_png`), else PIL is asked for that format alone and cannot warn; any
     other file is identified by PIL, its bomb warning turned into a refusal."""
     try:
-        if data.startswith(_PNG_HEAD) and len(data) >= 24:
-            width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        if (size := png_size(data)) is not None:
+            width, height = size
             if width * height > MAX_MASK_PIXELS:
                 return f"is {width}x{height} pixels, over the limit of {MAX_MASK_PIXELS} pixels; not decoded"
             grey = decode_grey_png(data)

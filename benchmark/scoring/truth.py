@@ -18,7 +18,6 @@ import pickle
 import tempfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -26,19 +25,11 @@ import numpy as np
 from benchmark.cache import default_cache_dir
 from benchmark.data.imageio import load_mask
 from benchmark.data.split import Split
-from benchmark.metrics.mask import TruthBlocks, _cover, nearest_index
+from benchmark.metrics.mask import TruthBlocks, covers, nearest_index
 from benchmark.scoring.blocktable import BlockTable, BlockTableWriter
 
 CACHE_VERSION = 3
 STANDARD_PRED_HW = (224, 224)  # the official harness's mask size: its blocks are built with the masks
-
-
-@lru_cache(maxsize=64)
-def _covers(pred_hw: tuple[int, int], truth_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    rows, cols = _cover(pred_hw[0], truth_hw[0]), _cover(pred_hw[1], truth_hw[1])
-    rows.setflags(write=False)
-    cols.setflags(write=False)
-    return rows, cols
 
 
 def _pack_chunk(jobs: list[tuple[str, str]], pred_hw: tuple[int, int]) -> list[tuple]:
@@ -197,7 +188,7 @@ class TruthCache:
             if pred_hw == truth_hw:
                 return TruthBlocks.same_size(self._mask_bits(image_id), truth_hw, int(self.positives[i]))
             return TruthBlocks.of(self.mask(image_id), pred_hw)
-        rows, cols = _covers(pred_hw, truth_hw)
+        rows, cols = covers(pred_hw, truth_hw)
         return table.get(i, rows, cols, truth_hw, int(self.positives[i]))
 
     def _load_or_build_blocks(self, pred_hw: tuple[int, int], *, build: bool = True) -> BlockTable | None:
